@@ -1,0 +1,29 @@
+"""The callback bus and the built-in callbacks. Knows nothing of ``trainer`` or ``integrations``."""
+
+from .base import (
+    EVENTS,
+    CallbackHandler,
+    ExportableState,
+    TrainerCallback,
+    TrainerControl,
+    TrainerState,
+)
+from .early_stopping import EarlyStoppingCallback
+from .flow import DefaultFlowCallback
+from .progress import PrinterCallback, ProgressCallback
+from .strategies import IntervalStrategy, SaveStrategy
+
+__all__ = [
+    "EVENTS",
+    "CallbackHandler",
+    "DefaultFlowCallback",
+    "EarlyStoppingCallback",
+    "ExportableState",
+    "IntervalStrategy",
+    "PrinterCallback",
+    "ProgressCallback",
+    "SaveStrategy",
+    "TrainerCallback",
+    "TrainerControl",
+    "TrainerState",
+]

@@ -1,0 +1,50 @@
+"""trainforge's Trainer: ``from trainer import Trainer, TrainingArguments`` is all most scripts need.
+
+Importing this package loads torch and the package's own modules only; accelerate, datasets,
+transformers and logging backends are imported when a Trainer needs them.
+"""
+
+from callbacks import (
+    DefaultFlowCallback,
+    EarlyStoppingCallback,
+    ExportableState,
+    IntervalStrategy,
+    PrinterCallback,
+    ProgressCallback,
+    SaveStrategy,
+    TrainerCallback,
+    TrainerControl,
+    TrainerState,
+)
+
+from .arguments import TrainingArguments
+from .data import DataCollatorWithPadding, default_data_collator
+from .evaluation import EvalLoopOutput, EvalPrediction, PredictionOutput, TrainOutput
+from .optim import get_scheduler
+from .runtime import set_seed
+from .trainer import Trainer
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DataCollatorWithPadding",
+    "DefaultFlowCallback",
+    "EarlyStoppingCallback",
+    "EvalLoopOutput",
+    "EvalPrediction",
+    "ExportableState",
+    "IntervalStrategy",
+    "PredictionOutput",
+    "PrinterCallback",
+    "ProgressCallback",
+    "SaveStrategy",
+    "Trainer",
+    "TrainerCallback",
+    "TrainerControl",
+    "TrainerState",
+    "TrainingArguments",
+    "TrainOutput",
+    "default_data_collator",
+    "get_scheduler",
+    "set_seed",
+]

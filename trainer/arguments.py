@@ -1,0 +1,538 @@
+"""TrainingArguments: every knob of a run, with help text, validated in one place.
+
+The help of each field lives in ``field(metadata={"help": ...})`` so the CLI ``--help``,
+the docs and the YAML presets come from one source. ``validate()`` holds every rule; it runs
+in ``__post_init__`` and again when a Trainer is built (arguments may be edited in between).
+Steps given as a float below 1 (``logging_steps=0.1``) are a fraction of the total steps,
+resolved by :func:`resolve_steps` once the total is known.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import math
+import os
+import socket
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from callbacks.strategies import IntervalStrategy, SaveStrategy
+
+from .optim import OPTIMIZER_NAMES, SCHEDULER_NAMES, parse_optim_args
+
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical", "passive")
+TORCH_COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+
+
+def _help(text: str, **extra) -> dict:
+    return {"help": text, **extra}
+
+
+@dataclass
+class TrainingArguments:
+    """Arguments of a training run. Names and defaults follow the Hugging Face Trainer's."""
+
+    output_dir: str = field(
+        default="trainer_output",
+        metadata=_help("Where checkpoints, the final model and metrics files are written."),
+    )
+    overwrite_output_dir: bool = field(
+        default=False,
+        metadata=_help(
+            "Start over in an output_dir that already holds checkpoints (they are deleted when training "
+            "starts). Without it, train() refuses such a directory unless resume_from_checkpoint is given."
+        ),
+    )
+    do_train: bool = field(default=False, metadata=_help("Run training (read by scripts; train() always trains)."))
+    do_eval: bool = field(
+        default=False, metadata=_help("Run evaluation; set automatically when eval_strategy is not 'no'.")
+    )
+    do_predict: bool = field(default=False, metadata=_help("Run prediction on the test set (read by scripts)."))
+    eval_strategy: str = field(
+        default="no",
+        metadata=_help("When to evaluate during training.", choices=IntervalStrategy.values()),
+    )
+    evaluation_strategy: str | None = field(
+        default=None, metadata=_help("Old name of eval_strategy, accepted as an alias.")
+    )
+    eval_steps: float | None = field(
+        default=None,
+        metadata=_help(
+            "Evaluate every N update steps with eval_strategy='steps'; a float < 1 is a fraction of the total "
+            "steps. Defaults to logging_steps."
+        ),
+    )
+    eval_delay: float = field(
+        default=0,
+        metadata=_help("Epochs (eval_strategy='epoch') or steps ('steps') to wait before the first evaluation."),
+    )
+    prediction_loss_only: bool = field(
+        default=False, metadata=_help("In evaluate/predict, return only the loss (no predictions or metrics).")
+    )
+    per_device_train_batch_size: int = field(default=8, metadata=_help("Training batch size per device."))
+    per_device_eval_batch_size: int = field(default=8, metadata=_help("Evaluation batch size per device."))
+    gradient_accumulation_steps: int = field(
+        default=1, metadata=_help("Micro-batches whose gradients are summed before each optimizer step.")
+    )
+    eval_accumulation_steps: int | None = field(
+        default=None,
+        metadata=_help(
+            "Move accumulated predictions to the CPU every N evaluation batches (saves device memory); "
+            "None keeps them on the device until the end."
+        ),
+    )
+    learning_rate: float = field(default=5e-5, metadata=_help("Peak learning rate of the optimizer."))
+    weight_decay: float = field(
+        default=0.0, metadata=_help("Weight decay for all parameters except biases and normalization weights.")
+    )
+    adam_beta1: float = field(default=0.9, metadata=_help("beta1 of Adam-type optimizers."))
+    adam_beta2: float = field(default=0.999, metadata=_help("beta2 of Adam-type optimizers."))
+    adam_epsilon: float = field(default=1e-8, metadata=_help("epsilon of Adam-type optimizers."))
+    max_grad_norm: float | None = field(
+        default=1.0, metadata=_help("Clip the global gradient norm to this value; 0 or None disables clipping.")
+    )
+    num_train_epochs: float = field(
+        default=3.0, metadata=_help("Epochs to train (a float trains part of the last one); max_steps overrides.")
+    )
+    max_steps: int = field(
+        default=-1,
+        metadata=_help("Total optimizer steps; when > 0 overrides num_train_epochs. Required for IterableDatasets."),
+    )
+    lr_scheduler_type: str = field(
+        default="linear", metadata=_help("Learning-rate schedule.", choices=list(SCHEDULER_NAMES))
+    )
+    lr_scheduler_kwargs: dict | str | None = field(
+        default=None,
+        metadata=_help("Extra keyword arguments of the schedule, e.g. {'num_cycles': 2}; a JSON string is accepted."),
+    )
+    warmup_ratio: float = field(
+        default=0.0, metadata=_help("Fraction of the total steps spent warming up linearly from 0.")
+    )
+    warmup_steps: int = field(default=0, metadata=_help("Warm-up steps; when > 0 overrides warmup_ratio."))
+    log_level: str = field(
+        default="passive",
+        metadata=_help("Log level of the main process; 'passive' leaves the logging setup alone.", choices=LOG_LEVELS),
+    )
+    log_level_replica: str = field(
+        default="warning", metadata=_help("Log level of the other processes.", choices=LOG_LEVELS)
+    )
+    logging_dir: str | None = field(
+        default=None, metadata=_help("Directory of logging backends; default output_dir/runs/DATE_HOST.")
+    )
+    logging_strategy: str = field(
+        default="steps", metadata=_help("When to log training loss and learning rate.", choices=IntervalStrategy.values())
+    )
+    logging_first_step: bool = field(default=False, metadata=_help("Also log after the first optimizer step."))
+    logging_steps: float = field(
+        default=500, metadata=_help("Log every N update steps; a float < 1 is a fraction of the total steps.")
+    )
+    logging_nan_inf_filter: bool = field(
+        default=True,
+        metadata=_help(
+            "Leave nan/inf step losses out of the logged average (the mean of the finite ones replaces them). "
+            "Only the logged number changes, never the gradients."
+        ),
+    )
+    save_strategy: str = field(
+        default="steps", metadata=_help("When to save checkpoints.", choices=SaveStrategy.values())
+    )
+    save_steps: float = field(
+        default=500, metadata=_help("Save every N update steps; a float < 1 is a fraction of the total steps.")
+    )
+    save_total_limit: int | None = field(
+        default=None,
+        metadata=_help("Keep at most this many checkpoints; the best and the newest are never deleted."),
+    )
+    seed: int = field(default=42, metadata=_help("Seed set before the model is built and training starts."))
+    data_seed: int | None = field(
+        default=None, metadata=_help("Seed of the data samplers' shuffling; defaults to seed.")
+    )
+    fp16: bool = field(default=False, metadata=_help("float16 mixed precision with a gradient scaler."))
+    bf16: bool = field(default=False, metadata=_help("bfloat16 mixed precision."))
+    fp16_full_eval: bool = field(default=False, metadata=_help("Evaluate with the model cast to float16."))
+    bf16_full_eval: bool = field(default=False, metadata=_help("Evaluate with the model cast to bfloat16."))
+    tf32: bool | None = field(
+        default=None, metadata=_help("Allow TF32 matmuls on Ampere or newer CUDA GPUs; None leaves torch's default.")
+    )
+    use_cpu: bool = field(default=False, metadata=_help("Train on the CPU even when a GPU is available."))
+    local_rank: int = field(
+        default=-1, metadata=_help("Rank of this process on its node; set by the launcher (LOCAL_RANK).")
+    )
+    dataloader_drop_last: bool = field(default=False, metadata=_help("Drop the last incomplete batch."))
+    dataloader_num_workers: int = field(
+        default=0, metadata=_help("Worker processes of the dataloaders; 0 loads in the main process.")
+    )
+    dataloader_pin_memory: bool = field(default=True, metadata=_help("Pin host memory of batches (CUDA only)."))
+    dataloader_persistent_workers: bool = field(
+        default=False, metadata=_help("Keep dataloader workers alive between epochs (needs dataloader_num_workers > 0).")
+    )
+    past_index: int = field(
+        default=-1,
+        metadata=_help("Index of the model output holding past state (mems) to feed back at the next step; -1: none."),
+    )
+    run_name: str | None = field(
+        default=None, metadata=_help("Name of the run for logging backends; defaults to output_dir.")
+    )
+    disable_tqdm: bool | None = field(
+        default=None,
+        metadata=_help("Print logs instead of showing progress bars; default: True when log level is above warning."),
+    )
+    remove_unused_columns: bool = field(
+        default=True,
+        metadata=_help("Drop datasets.Dataset columns that the model's forward() does not accept."),
+    )
+    label_names: list[str] | None = field(
+        default=None,
+        metadata=_help("Input keys holding the labels; default ['labels'] (or the model's label arguments)."),
+    )
+    load_best_model_at_end: bool = field(
+        default=False,
+        metadata=_help("Load the best checkpoint (by metric_for_best_model) when training ends."),
+    )
+    metric_for_best_model: str | None = field(
+        default=None,
+        metadata=_help("Metric comparing checkpoints, e.g. 'eval_loss' or 'accuracy'; default 'loss' with "
+                       "load_best_model_at_end."),
+    )
+    greater_is_better: bool | None = field(
+        default=None,
+        metadata=_help("Whether a larger metric_for_best_model is better; default False for names ending in 'loss'."),
+    )
+    ignore_data_skip: bool = field(
+        default=False,
+        metadata=_help("When resuming, start the data from the beginning instead of the saved position."),
+    )
+    label_smoothing_factor: float = field(
+        default=0.0, metadata=_help("Label smoothing epsilon for classification losses (0 disables).")
+    )
+    optim: str = field(default="adamw_torch", metadata=_help("Optimizer.", choices=list(OPTIMIZER_NAMES)))
+    optim_args: str | None = field(
+        default=None, metadata=_help("Extra optimizer keyword arguments as 'key=value,key2=value2'.")
+    )
+    group_by_length: bool = field(
+        default=False, metadata=_help("Batch training samples of similar length together (less padding).")
+    )
+    length_column_name: str = field(
+        default="length", metadata=_help("Dataset column with precomputed lengths for group_by_length.")
+    )
+    report_to: str | list[str] | None = field(
+        default="none", metadata=_help("Logging backends: 'none', 'all', a name or a list of names.")
+    )
+    gradient_checkpointing: bool = field(
+        default=False, metadata=_help("Recompute activations in backward to save memory (model must support it).")
+    )
+    gradient_checkpointing_kwargs: dict | str | None = field(
+        default=None, metadata=_help("Keyword arguments of model.gradient_checkpointing_enable().")
+    )
+    torch_compile: bool = field(default=False, metadata=_help("Compile the model with torch.compile."))
+    torch_compile_backend: str | None = field(
+        default=None, metadata=_help("torch.compile backend (implies torch_compile); default 'inductor'.")
+    )
+    torch_compile_mode: str | None = field(
+        default=None, metadata=_help("torch.compile mode (implies torch_compile).", choices=TORCH_COMPILE_MODES)
+    )
+    include_inputs_for_metrics: bool = field(
+        default=False, metadata=_help("Pass the inputs to compute_metrics as EvalPrediction.inputs.")
+    )
+    auto_find_batch_size: bool = field(
+        default=False,
+        metadata=_help("On an out-of-memory error, halve the batch size and retry (accelerate's finder)."),
+    )
+    skip_memory_metrics: bool = field(
+        default=True, metadata=_help("Skip the *_mem_* memory metrics (they cost a sampling thread).")
+    )
+
+    # ------------------------------------------------------------------------------------
+    def __post_init__(self) -> None:
+        if self.evaluation_strategy is not None:
+            if self.eval_strategy not in ("no", self.evaluation_strategy):
+                raise ValueError(
+                    f"evaluation_strategy={self.evaluation_strategy!r} and eval_strategy={self.eval_strategy!r} "
+                    "disagree: evaluation_strategy is the old name of eval_strategy, give only eval_strategy"
+                )
+            self.eval_strategy = self.evaluation_strategy
+            self.evaluation_strategy = None
+        self.output_dir = os.fspath(self.output_dir)
+        for name, enum in (
+            ("eval_strategy", IntervalStrategy),
+            ("logging_strategy", IntervalStrategy),
+            ("save_strategy", SaveStrategy),
+        ):
+            value = getattr(self, name)
+            if value not in enum.values():
+                raise ValueError(f"{name}={value!r} is not valid; choose from {enum.values()}")
+            setattr(self, name, enum(value))
+        for name in ("lr_scheduler_kwargs", "gradient_checkpointing_kwargs"):
+            value = getattr(self, name)
+            if isinstance(value, str):
+                try:
+                    setattr(self, name, json.loads(value))
+                except json.JSONDecodeError as e:
+                    raise ValueError(f"{name}={value!r} is not valid JSON: write it as '{{\"key\": 1}}' ({e})") from e
+        if isinstance(self.report_to, str) and "," in self.report_to:
+            self.report_to = [s.strip() for s in self.report_to.split(",")]
+        if self.eval_strategy != IntervalStrategy.NO:
+            self.do_eval = True
+        if self.eval_strategy == IntervalStrategy.STEPS and self.eval_steps is None:
+            self.eval_steps = self.logging_steps
+        if self.load_best_model_at_end and self.metric_for_best_model is None:
+            self.metric_for_best_model = "loss"
+        if self.greater_is_better is None and self.metric_for_best_model is not None:
+            self.greater_is_better = not self.metric_for_best_model.endswith("loss")
+        if self.torch_compile_backend is not None or self.torch_compile_mode is not None:
+            self.torch_compile = True
+        if self.torch_compile and self.torch_compile_backend is None:
+            self.torch_compile_backend = "inductor"
+        if self.local_rank == -1 and "LOCAL_RANK" in os.environ:
+            self.local_rank = int(os.environ["LOCAL_RANK"])
+        if self.logging_dir is None:
+            stamp = datetime.now().strftime("%b%d_%H-%M-%S")
+            self.logging_dir = os.path.join(self.output_dir, "runs", f"{stamp}_{socket.gethostname()}")
+        if self.run_name is None:
+            self.run_name = self.output_dir
+        if self.disable_tqdm is None:
+            self.disable_tqdm = self.log_level in ("error", "critical")
+        self.validate()
+
+    def validate(self) -> None:
+        """Check every rule; raise ValueError naming the argument, its value and the fix."""
+        _check_positive_int(self, "per_device_train_batch_size", "per_device_eval_batch_size",
+                            "gradient_accumulation_steps")
+        if self.eval_accumulation_steps is not None:
+            _check_positive_int(self, "eval_accumulation_steps")
+        for name in ("learning_rate", "weight_decay", "warmup_steps", "eval_delay", "dataloader_num_workers"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name}={getattr(self, name)} must be >= 0")
+        if self.max_grad_norm is not None and self.max_grad_norm < 0:
+            raise ValueError(f"max_grad_norm={self.max_grad_norm} must be >= 0 (0 or None disables clipping)")
+        if not 0.0 <= self.warmup_ratio <= 1.0:
+            raise ValueError(f"warmup_ratio={self.warmup_ratio} must be in [0, 1]: it is a fraction of the total steps")
+        if not 0.0 <= self.label_smoothing_factor < 1.0:
+            raise ValueError(f"label_smoothing_factor={self.label_smoothing_factor} must be in [0, 1)")
+        for name in ("adam_beta1", "adam_beta2"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ValueError(f"{name}={getattr(self, name)} must be in [0, 1)")
+        if self.adam_epsilon <= 0:
+            raise ValueError(f"adam_epsilon={self.adam_epsilon} must be > 0")
+        if self.max_steps == 0 or self.max_steps < -1:
+            raise ValueError(f"max_steps={self.max_steps} must be a positive number of steps, or -1 to use num_train_epochs")
+        if self.max_steps == -1 and self.num_train_epochs <= 0:
+            raise ValueError(f"num_train_epochs={self.num_train_epochs} must be > 0 (or set max_steps > 0)")
+        _check_steps(self, "logging_steps", self.logging_strategy == IntervalStrategy.STEPS)
+        _check_steps(self, "eval_steps", self.eval_strategy == IntervalStrategy.STEPS)
+        _check_steps(self, "save_steps", self.save_strategy == SaveStrategy.STEPS)
+        if self.fp16 and self.bf16:
+            raise ValueError("fp16=True and bf16=True were both set: choose one mixed precision mode")
+        if self.fp16_full_eval and self.bf16_full_eval:
+            raise ValueError("fp16_full_eval=True and bf16_full_eval=True were both set: choose one")
+        if self.tf32:
+            import torch
+
+            if not (torch.cuda.is_available() and torch.cuda.get_device_capability()[0] >= 8):
+                raise ValueError("tf32=True needs an Ampere or newer CUDA GPU; set tf32=None (or False) on this machine")
+        if self.optim not in OPTIMIZER_NAMES:
+            raise ValueError(f"optim={self.optim!r} is not a known optimizer; choose from: {', '.join(OPTIMIZER_NAMES)}")
+        if self.optim_args:
+            parse_optim_args(self.optim_args)
+        if self.lr_scheduler_type not in SCHEDULER_NAMES:
+            raise ValueError(
+                f"lr_scheduler_type={self.lr_scheduler_type!r} is not a known schedule; "
+                f"choose from: {', '.join(SCHEDULER_NAMES)}"
+            )
+        for name in ("lr_scheduler_kwargs", "gradient_checkpointing_kwargs"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, dict):
+                raise ValueError(f"{name}={value!r} must be a dict (or a JSON object string)")
+        for name in ("log_level", "log_level_replica"):
+            if getattr(self, name) not in LOG_LEVELS:
+                raise ValueError(f"{name}={getattr(self, name)!r} is not valid; choose from {list(LOG_LEVELS)}")
+        if self.save_total_limit is not None and self.save_total_limit < 1:
+            raise ValueError(f"save_total_limit={self.save_total_limit} must be >= 1, or None to keep every checkpoint")
+        if self.dataloader_persistent_workers and self.dataloader_num_workers == 0:
+            raise ValueError(
+                "dataloader_persistent_workers=True needs worker processes: set dataloader_num_workers > 0"
+            )
+        if self.torch_compile_mode is not None and self.torch_compile_mode not in TORCH_COMPILE_MODES:
+            raise ValueError(f"torch_compile_mode={self.torch_compile_mode!r} is not valid; choose from {list(TORCH_COMPILE_MODES)}")
+        if self.save_strategy == SaveStrategy.BEST and self.metric_for_best_model is None:
+            raise ValueError("save_strategy='best' needs metric_for_best_model, e.g. metric_for_best_model='eval_loss'")
+        if self.metric_for_best_model is not None and self.eval_strategy == IntervalStrategy.NO and (
+            self.load_best_model_at_end or self.save_strategy == SaveStrategy.BEST
+        ):
+            raise ValueError(
+                "load_best_model_at_end / save_strategy='best' compare evaluation metrics, but eval_strategy='no': "
+                "set eval_strategy='steps' or 'epoch'"
+            )
+        if self.load_best_model_at_end and self.save_strategy != SaveStrategy.BEST:
+            if self.save_strategy == SaveStrategy.NO:
+                raise ValueError(
+                    "load_best_model_at_end=True needs checkpoints, but save_strategy='no': set save_strategy to "
+                    f"{self.eval_strategy.value!r} (the eval_strategy) or 'best'"
+                )
+            if self.eval_strategy != self.save_strategy:
+                raise ValueError(
+                    "load_best_model_at_end=True requires save_strategy to match eval_strategy: got "
+                    f"save_strategy={self.save_strategy.value!r} and eval_strategy={self.eval_strategy.value!r}; "
+                    "set both to the same value"
+                )
+            if self.eval_strategy == IntervalStrategy.STEPS and not _is_multiple(self.save_steps, self.eval_steps):
+                raise ValueError(
+                    "load_best_model_at_end=True requires save_steps to be a multiple of eval_steps (so every saved "
+                    f"checkpoint was evaluated): got save_steps={self.save_steps} and eval_steps={self.eval_steps}"
+                )
+        from integrations.reporting import resolve_report_to
+
+        resolve_report_to(self.report_to)
+
+    # ------------------------------------------------------------------------------------
+    @property
+    def train_batch_size(self) -> int:
+        return self.per_device_train_batch_size
+
+    @property
+    def eval_batch_size(self) -> int:
+        return self.per_device_eval_batch_size
+
+    @property
+    def world_size(self) -> int:
+        return _dist_value("get_world_size", "WORLD_SIZE", 1)
+
+    @property
+    def process_index(self) -> int:
+        return _dist_value("get_rank", "RANK", 0)
+
+    @property
+    def local_process_index(self) -> int:
+        return self.local_rank if self.local_rank != -1 else 0
+
+    @property
+    def should_log(self) -> bool:
+        return self.process_index == 0
+
+    @property
+    def mixed_precision(self) -> str:
+        return "fp16" if self.fp16 else "bf16" if self.bf16 else "no"
+
+    @contextlib.contextmanager
+    def main_process_first(self, local: bool = True, desc: str = "work"):
+        """Run the body on the main process first (e.g. dataset preprocessing), then on the others."""
+        import torch.distributed as dist
+
+        if not (dist.is_available() and dist.is_initialized()) or self.world_size == 1:
+            yield
+            return
+        is_main = (self.local_process_index if local else self.process_index) == 0
+        if not is_main:
+            dist.barrier()
+        yield
+        if is_main:
+            dist.barrier()
+
+    # -- serialization -------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able values (enums as strings), aliases left out."""
+        out = {}
+        for f in dataclasses.fields(self):
+            if f.name == "evaluation_strategy":
+                continue
+            value = getattr(self, f.name)
+            out[f.name] = value.value if isinstance(value, (IntervalStrategy, SaveStrategy)) else value
+        return out
+
+    def to_json_string(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
+
+    def to_sanitized_dict(self) -> dict[str, Any]:
+        """Only int/float/str/bool/None values (lists and dicts as strings), for logging backends."""
+        return {k: v if isinstance(v, (int, float, str, bool, type(None))) else str(v) for k, v in self.to_dict().items()}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "TrainingArguments":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown TrainingArguments field(s): {unknown}; see `trainforge train --help` for the list")
+        return cls(**data)
+
+    @classmethod
+    def from_json(cls, path_or_text: str) -> "TrainingArguments":
+        """From a JSON file path or a JSON string."""
+        text = path_or_text
+        if not path_or_text.lstrip().startswith("{"):
+            with open(path_or_text, encoding="utf-8") as f:
+                text = f.read()
+        return cls.from_dict(json.loads(text))
+
+    @classmethod
+    def from_yaml(cls, path: str) -> "TrainingArguments":
+        import yaml
+
+        with open(path, encoding="utf-8") as f:
+            data = yaml.safe_load(f) or {}
+        return cls.from_dict(data)
+
+    @classmethod
+    def from_file(cls, path: str) -> "TrainingArguments":
+        """From a .json, .yaml or .yml file."""
+        if path.endswith((".yaml", ".yml")):
+            return cls.from_yaml(path)
+        if path.endswith(".json"):
+            return cls.from_json(path)
+        raise ValueError(f"config file {path!r}: use a .json, .yaml or .yml file")
+
+    def to_yaml(self) -> str:
+        import yaml
+
+        return yaml.safe_dump(self.to_dict(), sort_keys=True)
+
+    def __str__(self) -> str:
+        body = ",\n".join(f"  {k}={v!r}" for k, v in sorted(self.to_dict().items()))
+        return f"{type(self).__name__}(\n{body}\n)"
+
+    __repr__ = __str__
+
+
+def resolve_steps(value: float, max_steps: int) -> int:
+    """Steps argument -> whole steps: a float below 1 is a fraction of ``max_steps`` (rounded up)."""
+    if value < 1:
+        return max(1, math.ceil(max_steps * value))
+    return int(value)
+
+
+def _check_positive_int(args: TrainingArguments, *names: str) -> None:
+    for name in names:
+        value = getattr(args, name)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"{name}={value!r} must be a whole number >= 1")
+
+
+def _check_steps(args: TrainingArguments, name: str, used: bool) -> None:
+    value = getattr(args, name)
+    if value is None:
+        if used:
+            raise ValueError(f"{name} must be set when its strategy is 'steps'")
+        return
+    if value <= 0:
+        raise ValueError(f"{name}={value} must be > 0: a whole number of steps, or a float < 1 for a fraction of the total")
+    if value > 1 and value != int(value):
+        raise ValueError(
+            f"{name}={value} must be a whole number of steps when > 1 (a float below 1 means a fraction of the total)"
+        )
+
+
+def _is_multiple(save_steps: float, eval_steps: float) -> bool:
+    if save_steps < 1 or eval_steps < 1:  # both fractions: compare the ratio exactly enough
+        ratio = save_steps / eval_steps
+        return abs(ratio - round(ratio)) < 1e-9 and round(ratio) >= 1
+    return int(save_steps) % int(eval_steps) == 0
+
+
+def _dist_value(getter: str, env: str, default: int) -> int:
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return getattr(dist, getter)()
+    return int(os.environ.get(env, default))

@@ -1,0 +1,263 @@
+"""Dataloaders, samplers and collators.
+
+Training order depends only on ``(data_seed or seed, epoch)``: the samplers draw from their own
+generator, never the global RNG, so the order is reproducible and a resumed run can rebuild it.
+In distributed runs each rank takes its slice of the same permutation.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, IterableDataset, Sampler
+
+logger = logging.getLogger(__name__)
+
+
+# -- collators ----------------------------------------------------------------------------
+def _to_tensor(values: list) -> torch.Tensor:
+    first = values[0]
+    if isinstance(first, torch.Tensor):
+        return torch.stack(values)
+    if isinstance(first, np.ndarray):
+        return torch.from_numpy(np.stack(values))
+    return torch.tensor(values)
+
+
+def default_data_collator(features: list) -> Any:
+    """Batch a list of samples.
+
+    Dict samples become a dict of stacked tensors (a ``label``/``label_ids`` key is renamed
+    ``labels``; strings and None are dropped); anything else goes to torch's default_collate.
+    """
+    first = features[0]
+    if not isinstance(first, Mapping):
+        return torch.utils.data.default_collate(features)
+    batch = {}
+    for key, value in first.items():
+        if value is None or isinstance(value, str):
+            continue
+        name = "labels" if key in ("label", "label_ids") else key
+        batch[name] = _to_tensor([f[key] for f in features])
+    if "labels" in batch and batch["labels"].dtype == torch.float64:
+        batch["labels"] = batch["labels"].float()
+    return batch
+
+
+class DataCollatorWithPadding:
+    """Pad the samples of a batch to a common length with the tokenizer's ``pad``."""
+
+    def __init__(self, tokenizer, padding: bool | str = True, max_length: int | None = None,
+                 pad_to_multiple_of: int | None = None):
+        self.tokenizer = tokenizer
+        self.padding = padding
+        self.max_length = max_length
+        self.pad_to_multiple_of = pad_to_multiple_of
+
+    def __call__(self, features: list[dict]) -> dict:
+        batch = self.tokenizer.pad(
+            features,
+            padding=self.padding,
+            max_length=self.max_length,
+            pad_to_multiple_of=self.pad_to_multiple_of,
+            return_tensors="pt",
+        )
+        batch = dict(batch)
+        for old in ("label", "label_ids"):
+            if old in batch:
+                batch["labels"] = batch.pop(old)
+        return batch
+
+
+# -- samplers -----------------------------------------------------------------------------
+class EpochSeededSampler(Sampler[int]):
+    """Random order from ``(seed, epoch)``; rank ``r`` of ``n`` takes every n-th index.
+
+    The index list is padded by repeating its start so every rank gets the same count
+    (dropped instead with ``drop_last``). Call ``set_epoch`` before each epoch.
+    """
+
+    def __init__(self, num_samples: int, seed: int, shuffle: bool = True, num_replicas: int = 1,
+                 rank: int = 0, drop_last: bool = False):
+        self.dataset_len = num_samples
+        self.seed = seed
+        self.shuffle = shuffle
+        self.num_replicas = num_replicas
+        self.rank = rank
+        self.drop_last = drop_last
+        self.epoch = 0
+        if drop_last:
+            self.per_rank = num_samples // num_replicas
+        else:
+            self.per_rank = math.ceil(num_samples / num_replicas)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def indices(self) -> list[int]:
+        if self.shuffle:
+            g = torch.Generator()
+            g.manual_seed(self.seed + self.epoch)
+            order = torch.randperm(self.dataset_len, generator=g).tolist()
+        else:
+            order = list(range(self.dataset_len))
+        return _shard(order, self.per_rank, self.num_replicas, self.rank)
+
+    def __iter__(self):
+        return iter(self.indices())
+
+    def __len__(self) -> int:
+        return self.per_rank
+
+
+def _shard(order: list[int], per_rank: int, num_replicas: int, rank: int) -> list[int]:
+    total = per_rank * num_replicas
+    if total > len(order):
+        order = order + (order * math.ceil(total / len(order)))[: total - len(order)]
+    return order[:total][rank::num_replicas]
+
+
+class LengthGroupedSampler(EpochSeededSampler):
+    """Shuffle, then sort by length inside mega-batches of 50 batches so batches need little padding.
+
+    The mega-batch holding the longest sample goes first, so an out-of-memory error shows at once.
+    """
+
+    def __init__(self, lengths: list[int], batch_size: int, seed: int, num_replicas: int = 1, rank: int = 0,
+                 drop_last: bool = False):
+        super().__init__(len(lengths), seed, True, num_replicas, rank, drop_last)
+        self.lengths = lengths
+        self.batch_size = batch_size
+
+    def indices(self) -> list[int]:
+        g = torch.Generator()
+        g.manual_seed(self.seed + self.epoch)
+        order = torch.randperm(self.dataset_len, generator=g).tolist()
+        size = self.batch_size * self.num_replicas * 50
+        megabatches = [
+            sorted(order[i : i + size], key=lambda k: self.lengths[k], reverse=True)
+            for i in range(0, len(order), size)
+        ]
+        longest = max(range(len(megabatches)), key=lambda i: self.lengths[megabatches[i][0]])
+        megabatches[0], megabatches[longest] = megabatches[longest], megabatches[0]
+        flat = [i for mb in megabatches for i in mb]
+        return _shard(flat, self.per_rank, self.num_replicas, self.rank)
+
+
+def sample_lengths(dataset, length_column_name: str) -> list[int]:
+    """Lengths for group_by_length: the dataset's length column, else len(input_ids) per sample."""
+    column_names = getattr(dataset, "column_names", None)
+    if column_names and length_column_name in column_names:
+        return list(dataset[length_column_name])
+    lengths = []
+    for i in range(len(dataset)):
+        sample = dataset[i]
+        if not isinstance(sample, Mapping) or "input_ids" not in sample:
+            raise ValueError(
+                "group_by_length=True needs samples with 'input_ids' or a dataset column named by "
+                f"length_column_name={length_column_name!r}"
+            )
+        lengths.append(len(sample["input_ids"]))
+    return lengths
+
+
+class IterableDatasetShard(IterableDataset):
+    """Rank ``r`` of ``n`` keeps the samples whose position modulo ``n`` is ``r``."""
+
+    def __init__(self, dataset: IterableDataset, num_replicas: int, rank: int):
+        self.dataset = dataset
+        self.num_replicas = num_replicas
+        self.rank = rank
+
+    def set_epoch(self, epoch: int) -> None:
+        if hasattr(self.dataset, "set_epoch"):
+            self.dataset.set_epoch(epoch)
+
+    def __iter__(self):
+        for i, sample in enumerate(self.dataset):
+            if i % self.num_replicas == self.rank:
+                yield sample
+
+
+# -- columns ------------------------------------------------------------------------------
+def is_hf_dataset(dataset) -> bool:
+    """A ``datasets.Dataset`` or ``datasets.IterableDataset``, recognized without importing datasets."""
+    return type(dataset).__module__.startswith("datasets.") and hasattr(dataset, "column_names")
+
+
+def model_input_names(model: torch.nn.Module, label_names: list[str]) -> set[str]:
+    """Argument names of the model's forward(), plus the label names."""
+    forward = getattr(model, "forward", model)
+    params = inspect.signature(forward).parameters
+    return set(params) | set(label_names) | {"label", "label_ids"}
+
+
+def remove_unused_columns(dataset, model: torch.nn.Module, label_names: list[str], description: str):
+    """Drop the columns of a datasets.Dataset that the model's forward() does not take."""
+    if not is_hf_dataset(dataset) or dataset.column_names is None:
+        return dataset
+    accepted = model_input_names(model, label_names)
+    unused = [c for c in dataset.column_names if c not in accepted]
+    if unused:
+        logger.info("%s: removing columns not accepted by the model's forward(): %s", description, unused)
+    kept = [c for c in dataset.column_names if c in accepted]
+    if not kept:
+        raise ValueError(
+            f"{description}: no column of {dataset.column_names} is an argument of the model's forward(); "
+            "rename the columns or set remove_unused_columns=False"
+        )
+    return dataset.remove_columns(unused) if unused else dataset
+
+
+# -- dataloaders --------------------------------------------------------------------------
+def build_dataloader(
+    dataset: Dataset,
+    *,
+    batch_size: int,
+    collate_fn,
+    args,
+    train: bool,
+    epoch_seed: int,
+    num_replicas: int = 1,
+    rank: int = 0,
+) -> DataLoader:
+    """A DataLoader with the sampler the arguments ask for (shuffled only for training)."""
+    common = {
+        "batch_size": batch_size,
+        "collate_fn": collate_fn,
+        "num_workers": args.dataloader_num_workers,
+        "pin_memory": args.dataloader_pin_memory and torch.cuda.is_available(),
+        "persistent_workers": args.dataloader_persistent_workers,
+        "drop_last": args.dataloader_drop_last and train,
+    }
+    if isinstance(dataset, IterableDataset):
+        if num_replicas > 1:
+            dataset = IterableDatasetShard(dataset, num_replicas, rank)
+        return DataLoader(dataset, **common)
+    if train and args.group_by_length:
+        sampler = LengthGroupedSampler(
+            sample_lengths(dataset, args.length_column_name), batch_size, epoch_seed, num_replicas, rank
+        )
+    else:
+        sampler = EpochSeededSampler(len(dataset), epoch_seed, shuffle=train, num_replicas=num_replicas, rank=rank)
+    return DataLoader(dataset, sampler=sampler, **common)
+
+
+def set_dataloader_epoch(dataloader: DataLoader, epoch: int) -> None:
+    """Tell the sampler (or iterable dataset) which epoch starts, for its seeded order."""
+    for holder in (getattr(dataloader, "sampler", None), getattr(dataloader, "dataset", None)):
+        if hasattr(holder, "set_epoch"):
+            holder.set_epoch(epoch)
+
+
+def has_length(dataloader) -> bool:
+    try:
+        return len(dataloader) is not None
+    except (TypeError, NotImplementedError):
+        return False

@@ -1,0 +1,307 @@
+"""The training and evaluation loops.
+
+The training loop calls the Trainer's overridable hooks (``training_step``, ``log``,
+``evaluate``...) and fires the callback events in the order documented in
+``callbacks/base.py``. On the hot path it keeps step losses as device tensors in a list and
+syncs (``.item()``) only when a log, an evaluation or a save is due.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from typing import TYPE_CHECKING
+
+import torch
+
+from callbacks import TrainerState
+
+from .arguments import resolve_steps
+from .data import has_length, set_dataloader_epoch
+from .evaluation import EvalLoopOutput, EvalPrediction, PredictionAccumulator, denumpify, prefix_metrics
+from .run_metrics import speed_metrics
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .trainer import Trainer
+
+_FOLD_EVERY = 1024  # pending step losses folded into one tensor past this many (bounded memory)
+
+
+class LossWindow:
+    """Step losses since the last log, kept on the device; nan/inf optionally left out."""
+
+    def __init__(self, nan_inf_filter: bool, device: torch.device):
+        self.nan_inf_filter = nan_inf_filter
+        self.device = device
+        self.pending: list[torch.Tensor] = []
+        self.folded = torch.zeros((), device=device)
+        self.total = torch.zeros((), device=device)  # every loss of the run, for train_loss
+
+    def add(self, loss: torch.Tensor) -> None:
+        self.pending.append(loss)
+        if len(self.pending) >= _FOLD_EVERY:
+            self.folded = self.folded + self._filtered_sum()
+
+    def _filtered_sum(self) -> torch.Tensor:
+        losses = torch.stack(self.pending).float()
+        self.pending = []
+        if self.nan_inf_filter:
+            finite = torch.isfinite(losses)
+            mean_finite = torch.where(finite, losses, 0).sum() / finite.sum().clamp(min=1)
+            losses = torch.where(finite, losses, mean_finite)
+        return losses.sum()
+
+    def take(self) -> torch.Tensor:
+        """Sum of the window (device tensor) and reset it."""
+        window = self.folded + (self._filtered_sum() if self.pending else 0)
+        self.folded = torch.zeros((), device=self.device)
+        self.total = self.total + window
+        return window
+
+
+class TrainingLoop:
+    """One ``train()`` call: sizes, the epoch/step loops and the log/evaluate/save decisions."""
+
+    def __init__(self, trainer: Trainer, batch_size: int):
+        self.trainer = trainer
+        self.args = trainer.args
+        self.batch_size = batch_size
+
+    # -- sizes ----------------------------------------------------------------------------
+    def plan(self, dataloader) -> None:
+        args = self.args
+        accum = args.gradient_accumulation_steps
+        rt = self.trainer.runtime
+        self.total_batch_size = self.batch_size * accum * rt.num_processes
+        if has_length(dataloader):
+            self.batches_per_epoch = len(dataloader)
+            self.updates_per_epoch = max(1, math.ceil(self.batches_per_epoch / accum))
+            if args.max_steps > 0:
+                self.max_steps = args.max_steps
+                self.num_epochs = math.ceil(self.max_steps / self.updates_per_epoch)
+            else:
+                self.max_steps = math.ceil(args.num_train_epochs * self.updates_per_epoch)
+                self.num_epochs = math.ceil(args.num_train_epochs)
+        else:
+            if args.max_steps <= 0:
+                raise ValueError(
+                    "the training dataset has no length (an IterableDataset), so the number of steps is unknown: "
+                    "set TrainingArguments(max_steps=N)"
+                )
+            self.batches_per_epoch = None
+            self.updates_per_epoch = None
+            self.max_steps = args.max_steps
+            self.num_epochs = sys.maxsize
+
+    def new_state(self) -> TrainerState:
+        args, trainer = self.args, self.trainer
+        state = TrainerState(
+            max_steps=self.max_steps,
+            num_train_epochs=self.num_epochs if self.num_epochs != sys.maxsize else 0,
+            train_batch_size=self.batch_size,
+            logging_steps=resolve_steps(args.logging_steps, self.max_steps),
+            eval_steps=resolve_steps(args.eval_steps or args.logging_steps, self.max_steps),
+            save_steps=resolve_steps(args.save_steps, self.max_steps),
+            is_local_process_zero=trainer.runtime.is_local_main_process,
+            is_world_process_zero=trainer.runtime.is_main_process,
+        )
+        state.epoch = 0.0
+        return state
+
+    # -- the loop -------------------------------------------------------------------------
+    def run(self, dataloader) -> dict:
+        trainer, args = self.trainer, self.args
+        rt, handler = trainer.runtime, trainer.callback_handler
+        state, control = trainer.state, trainer.control
+        model = trainer.model_wrapped
+        optimizer, scheduler = trainer.optimizer, trainer.lr_scheduler
+        accum = args.gradient_accumulation_steps
+        clip = args.max_grad_norm is not None and args.max_grad_norm > 0
+        params = [p for p in trainer.model.parameters() if p.requires_grad]
+        step_scheduler = scheduler is not None and not isinstance(
+            scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau
+        )
+        check_skipped = rt.scaler is not None
+        self.window = LossWindow(args.logging_nan_inf_filter, rt.device)
+        self.last_logged_step = state.global_step
+        self.grad_norm = None
+        start_step = state.global_step
+        start_time = time.perf_counter()
+
+        control = handler.on_train_begin(args, state, control)
+        for epoch in range(self.num_epochs):
+            set_dataloader_epoch(dataloader, epoch)
+            model.train()
+            control = handler.on_epoch_begin(args, state, control)
+            iterator = iter(dataloader)
+            update = 0
+            while self.updates_per_epoch is None or update < self.updates_per_epoch:
+                if self.batches_per_epoch is None:
+                    n_micro = accum
+                else:
+                    n_micro = min(accum, self.batches_per_epoch - update * accum)
+                inputs = next(iterator, None)
+                if inputs is None:  # iterable dataset exhausted
+                    break
+                trainer.current_gradient_accumulation_steps = n_micro
+                control = handler.on_step_begin(args, state, control)
+                for micro in range(n_micro):
+                    if micro:
+                        inputs = next(iterator, None)
+                        if inputs is None:
+                            break
+                    if micro < n_micro - 1:
+                        with rt.no_sync(model):
+                            loss = trainer.training_step(model, inputs)
+                        self.window.add(loss)
+                        control = handler.on_substep_end(args, state, control)
+                    else:
+                        loss = trainer.training_step(model, inputs)
+                        self.window.add(loss)
+                if clip:
+                    self.grad_norm = rt.clip_grad_norm(params, args.max_grad_norm)
+                control = handler.on_pre_optimizer_step(args, state, control)
+                optimizer.step()
+                control = handler.on_optimizer_step(args, state, control)
+                if step_scheduler and not (check_skipped and optimizer.step_was_skipped):
+                    scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+                update += 1
+                state.global_step += 1
+                state.epoch = epoch + (
+                    update / self.updates_per_epoch if self.updates_per_epoch else state.global_step / self.max_steps
+                )
+                control = handler.on_step_end(args, state, control)
+                if control.should_log or control.should_evaluate or control.should_save:
+                    self.log_evaluate_save(model)
+                    control = trainer.control
+                if control.should_epoch_stop or control.should_training_stop:
+                    break
+            if self.updates_per_epoch is None and update == 0:
+                raise ValueError(
+                    "the training dataloader yielded no batch in an epoch: the dataset is empty (or smaller than "
+                    "one batch with dataloader_drop_last=True)"
+                )
+            control = handler.on_epoch_end(args, state, control)
+            if control.should_log or control.should_evaluate or control.should_save:
+                self.log_evaluate_save(model)
+                control = trainer.control
+            if control.should_training_stop:
+                break
+
+        steps_done = state.global_step - start_step
+        self.window.take()
+        train_loss = (self.window.total.item() / steps_done) if steps_done else 0.0
+        metrics = speed_metrics(
+            "train", start_time, num_samples=steps_done * self.total_batch_size, num_steps=steps_done
+        )
+        metrics["total_flos"] = float(state.total_flos)
+        metrics["train_loss"] = train_loss
+        return metrics
+
+    # -- log / evaluate / save ------------------------------------------------------------
+    def log_evaluate_save(self, model) -> None:
+        trainer, control = self.trainer, self.trainer.control
+        if control.should_log and trainer.state.global_step > self.last_logged_step:
+            self.log_training()
+        metrics = None
+        if control.should_evaluate:
+            metrics = trainer.run_evaluations()
+            trainer.track_best(metrics)
+            scheduler = trainer.lr_scheduler
+            if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+                scheduler.step(trainer.metric_value(metrics))
+            model.train()
+        if trainer.args.save_strategy == "best":
+            control.should_save = trainer.state.best_global_step == trainer.state.global_step and metrics is not None
+        if control.should_save:
+            trainer.save_training_checkpoint()
+
+    def log_training(self) -> None:
+        trainer, state = self.trainer, self.trainer.state
+        steps = state.global_step - self.last_logged_step
+        logs = {"loss": self.window.take().item() / steps}
+        if self.grad_norm is not None:
+            logs["grad_norm"] = float(self.grad_norm)
+        logs["learning_rate"] = trainer.current_learning_rate()
+        self.last_logged_step = state.global_step
+        trainer.log(logs)
+
+
+def evaluation_loop(
+    trainer: Trainer,
+    dataloader,
+    description: str,
+    prediction_loss_only: bool | None = None,
+    ignore_keys: list[str] | None = None,
+    metric_key_prefix: str = "eval",
+) -> EvalLoopOutput:
+    """Run the model over ``dataloader``; gather losses, predictions and labels; compute metrics."""
+    args, rt = trainer.args, trainer.runtime
+    handler = trainer.callback_handler
+    loss_only = args.prediction_loss_only if prediction_loss_only is None else prediction_loss_only
+    model = trainer.model_for_evaluation()
+    model.eval()
+    handler.eval_dataloader = dataloader
+
+    preds = PredictionAccumulator(args.eval_accumulation_steps)
+    labels = PredictionAccumulator(args.eval_accumulation_steps)
+    inputs_acc = PredictionAccumulator(args.eval_accumulation_steps)
+    loss_sum = torch.zeros((), device=rt.device, dtype=torch.float64)
+    loss_count = 0
+    observed = 0
+    for inputs in dataloader:
+        batch_size = _batch_size(inputs)
+        observed += batch_size
+        loss, logits, batch_labels = trainer.prediction_step(model, inputs, loss_only, ignore_keys=ignore_keys)
+        if loss is not None:
+            loss_sum = loss_sum + rt.gather(loss.detach().double().reshape(1) * batch_size).sum()
+            loss_count += batch_size * rt.num_processes
+        if not loss_only:
+            if batch_labels is not None:
+                batch_labels = _gather_padded(rt, batch_labels)
+            if logits is not None:
+                if trainer.preprocess_logits_for_metrics is not None:
+                    logits = trainer.preprocess_logits_for_metrics(logits, batch_labels)
+                logits = _gather_padded(rt, logits)
+            preds.add(logits)
+            labels.add(batch_labels)
+            if args.include_inputs_for_metrics and isinstance(inputs, dict):
+                main_input = inputs.get("input_ids", next(iter(inputs.values())))
+                inputs_acc.add(_gather_padded(rt, main_input))
+        trainer.control = handler.on_prediction_step(args, trainer.state, trainer.control)
+
+    dataset = getattr(dataloader, "dataset", None)
+    num_samples = len(dataset) if dataset is not None and has_length(dataset) else observed * rt.num_processes
+    all_preds = preds.result(num_samples)
+    all_labels = labels.result(num_samples)
+    all_inputs = inputs_acc.result(num_samples)
+
+    metrics = {}
+    if trainer.compute_metrics is not None and all_preds is not None and all_labels is not None:
+        eval_pred = EvalPrediction(all_preds, all_labels, all_inputs if args.include_inputs_for_metrics else None)
+        metrics = dict(trainer.compute_metrics(eval_pred) or {})
+    metrics = denumpify(metrics)
+    if loss_count:
+        metrics["loss"] = (loss_sum / loss_count).item()
+    metrics = prefix_metrics(metrics, metric_key_prefix)
+    return EvalLoopOutput(predictions=all_preds, label_ids=all_labels, metrics=metrics, num_samples=num_samples)
+
+
+def _batch_size(inputs) -> int:
+    if isinstance(inputs, dict):
+        first = next(iter(inputs.values()))
+    elif isinstance(inputs, (list, tuple)):
+        first = inputs[0]
+    else:
+        first = inputs
+    return len(first)
+
+
+def _gather_padded(rt, tensors):
+    from .evaluation import nested_map
+
+    if not rt.distributed:
+        return tensors
+    return nested_map(lambda t: rt.gather(rt.pad_across_processes(t, dim=1) if t.dim() > 1 else t), tensors)

@@ -1,0 +1,254 @@
+"""Optimizers and learning-rate schedules by name, and the weight-decay parameter groups.
+
+Optimizers (``optim``): adamw_torch (default), adamw_torch_fused, adafactor (transformers'
+when installed, else torch's), sgd, adagrad, rmsprop.
+
+Schedules (``lr_scheduler_type``), each a multiplier of the peak learning rate at step ``s``
+with ``w`` warm-up steps and ``T`` total steps (warm-up is ``s / w`` for every schedule but
+constant and reduce_lr_on_plateau); ``p = (s - w) / (T - w)``:
+
+| name                  | after warm-up                                                      |
+|-----------------------|--------------------------------------------------------------------|
+| linear                | ``max(0, 1 - p)``                                                  |
+| cosine                | ``max(0, 0.5 * (1 + cos(pi * 2 * num_cycles * p)))``, num_cycles=0.5 |
+| cosine_with_restarts  | ``0.5 * (1 + cos(pi * ((num_cycles * p) % 1)))``, 0 once p >= 1   |
+| polynomial            | ``((lr0 - lr_end) * (1 - p) ** power + lr_end) / lr0``; lr_end=1e-7, power=1 |
+| constant              | 1 (no warm-up)                                                     |
+| constant_with_warmup  | 1                                                                  |
+| inverse_sqrt          | ``1 / sqrt((s + timescale - w) / timescale)``, timescale = w or 10,000 |
+| reduce_lr_on_plateau  | torch's ReduceLROnPlateau, stepped with the evaluation metric      |
+| cosine_with_min_lr    | cosine that ends at ``min_lr`` (or ``min_lr_rate`` x peak)         |
+"""
+
+from __future__ import annotations
+
+import math
+from functools import partial
+
+import torch
+from torch import nn
+
+OPTIMIZER_NAMES = ("adamw_torch", "adamw_torch_fused", "adafactor", "sgd", "adagrad", "rmsprop")
+SCHEDULER_NAMES = (
+    "linear",
+    "cosine",
+    "cosine_with_restarts",
+    "polynomial",
+    "constant",
+    "constant_with_warmup",
+    "inverse_sqrt",
+    "reduce_lr_on_plateau",
+    "cosine_with_min_lr",
+)
+
+_NORM_TYPES = (nn.LayerNorm, nn.GroupNorm, nn.LocalResponseNorm, nn.modules.batchnorm._NormBase)
+
+
+# -- parameter groups ---------------------------------------------------------------------
+def is_norm_module(module: nn.Module) -> bool:
+    """LayerNorm/BatchNorm/GroupNorm/InstanceNorm/RMSNorm, and any class whose name says 'Norm'."""
+    return isinstance(module, _NORM_TYPES) or "norm" in type(module).__name__.lower()
+
+
+def decay_parameter_names(model: nn.Module) -> set[str]:
+    """Names of trainable parameters that get weight decay: not biases, not normalization weights."""
+    names = set()
+    for module_name, module in model.named_modules():
+        if is_norm_module(module):
+            continue
+        for param_name, param in module.named_parameters(recurse=False):
+            if param.requires_grad and not param_name.endswith("bias"):
+                names.add(f"{module_name}.{param_name}" if module_name else param_name)
+    return names
+
+
+def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    """Two groups: decayed parameters with ``weight_decay``, the others with 0."""
+    decay = decay_parameter_names(model)
+    params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    groups = [
+        {"params": [p for n, p in params if n in decay], "weight_decay": weight_decay},
+        {"params": [p for n, p in params if n not in decay], "weight_decay": 0.0},
+    ]
+    return [g for g in groups if g["params"]]
+
+
+# -- optimizers ---------------------------------------------------------------------------
+def parse_optim_args(text: str | None) -> dict:
+    """'key=value,key2=value2' -> dict, values read as int, float, bool or str."""
+    if not text:
+        return {}
+    out = {}
+    for item in text.replace(" ", "").split(","):
+        if not item:
+            continue
+        if "=" not in item:
+            raise ValueError(f"optim_args={text!r}: {item!r} is not 'key=value'; write e.g. 'momentum=0.9,nesterov=True'")
+        key, value = item.split("=", 1)
+        out[key] = _parse_scalar(value)
+    return out
+
+
+def _parse_scalar(value: str):
+    if value in ("True", "true"):
+        return True
+    if value in ("False", "false"):
+        return False
+    if value in ("None", "none"):
+        return None
+    for cast in (int, float):
+        try:
+            return cast(value)
+        except ValueError:
+            pass
+    return value
+
+
+def optimizer_class_and_kwargs(args) -> tuple[type, dict]:
+    """The optimizer class for ``args.optim`` and its keyword arguments (``optim_args`` applied last)."""
+    adam = {"lr": args.learning_rate, "betas": (args.adam_beta1, args.adam_beta2), "eps": args.adam_epsilon}
+    name = args.optim
+    if name == "adamw_torch":
+        cls, kwargs = torch.optim.AdamW, {**adam, "foreach": None}
+    elif name == "adamw_torch_fused":
+        cls, kwargs = torch.optim.AdamW, {**adam, "fused": True}
+    elif name == "adafactor":
+        cls, kwargs = _adafactor(args)
+    elif name == "sgd":
+        cls, kwargs = torch.optim.SGD, {"lr": args.learning_rate}
+    elif name == "adagrad":
+        cls, kwargs = torch.optim.Adagrad, {"lr": args.learning_rate}
+    elif name == "rmsprop":
+        cls, kwargs = torch.optim.RMSprop, {"lr": args.learning_rate}
+    else:
+        raise ValueError(f"optim={name!r} is not a known optimizer; choose from: {', '.join(OPTIMIZER_NAMES)}")
+    kwargs.update(parse_optim_args(args.optim_args))
+    return cls, kwargs
+
+
+def _adafactor(args) -> tuple[type, dict]:
+    try:
+        from transformers.optimization import Adafactor
+    except ImportError:
+        return torch.optim.Adafactor, {"lr": args.learning_rate}
+    return Adafactor, {"lr": args.learning_rate, "scale_parameter": False, "relative_step": False}
+
+
+def create_optimizer(model: nn.Module, args) -> torch.optim.Optimizer:
+    """The optimizer named by ``args.optim`` over :func:`parameter_groups`."""
+    cls, kwargs = optimizer_class_and_kwargs(args)
+    return cls(parameter_groups(model, args.weight_decay), **kwargs)
+
+
+# -- schedules ----------------------------------------------------------------------------
+def _warmup(step: int, warmup: int) -> float:
+    return step / max(1, warmup)
+
+
+def _progress(step: int, warmup: int, total: int) -> float:
+    return (step - warmup) / max(1, total - warmup)
+
+
+def _linear(step, *, warmup, total):
+    if step < warmup:
+        return _warmup(step, warmup)
+    return max(0.0, 1.0 - _progress(step, warmup, total))
+
+
+def _cosine(step, *, warmup, total, num_cycles=0.5):
+    if step < warmup:
+        return _warmup(step, warmup)
+    return max(0.0, 0.5 * (1.0 + math.cos(math.pi * 2.0 * num_cycles * _progress(step, warmup, total))))
+
+
+def _cosine_with_restarts(step, *, warmup, total, num_cycles=1):
+    if step < warmup:
+        return _warmup(step, warmup)
+    p = _progress(step, warmup, total)
+    if p >= 1.0:
+        return 0.0
+    return max(0.0, 0.5 * (1.0 + math.cos(math.pi * ((num_cycles * p) % 1.0))))
+
+
+def _polynomial(step, *, warmup, total, lr_init, lr_end=1e-7, power=1.0):
+    if step < warmup:
+        return _warmup(step, warmup)
+    if step > total:
+        return lr_end / lr_init
+    remaining = 1.0 - _progress(step, warmup, total)
+    return ((lr_init - lr_end) * remaining**power + lr_end) / lr_init
+
+
+def _constant(step):
+    return 1.0
+
+
+def _constant_with_warmup(step, *, warmup):
+    return _warmup(step, warmup) if step < warmup else 1.0
+
+
+def _inverse_sqrt(step, *, warmup, timescale=None):
+    timescale = timescale or (warmup or 10_000)
+    if step < warmup:
+        return _warmup(step, warmup)
+    return 1.0 / math.sqrt((step + timescale - warmup) / timescale)
+
+
+def _cosine_with_min_lr(step, *, warmup, total, lr_init, num_cycles=0.5, min_lr=None, min_lr_rate=None):
+    if (min_lr is None) == (min_lr_rate is None):
+        raise ValueError(
+            "lr_scheduler_type='cosine_with_min_lr' needs exactly one of lr_scheduler_kwargs "
+            "{'min_lr': ...} or {'min_lr_rate': ...}"
+        )
+    rate = min_lr / lr_init if min_lr is not None else min_lr_rate
+    if step < warmup:
+        return _warmup(step, warmup)
+    factor = 0.5 * (1.0 + math.cos(math.pi * 2.0 * num_cycles * _progress(step, warmup, total)))
+    return max(0.0, factor * (1.0 - rate) + rate)
+
+
+def schedule_multiplier(name: str, warmup: int, total: int, lr_init: float, **kwargs):
+    """The function ``step -> lr multiplier`` for a schedule name (all but reduce_lr_on_plateau)."""
+    table = {
+        "linear": partial(_linear, warmup=warmup, total=total),
+        "cosine": partial(_cosine, warmup=warmup, total=total),
+        "cosine_with_restarts": partial(_cosine_with_restarts, warmup=warmup, total=total),
+        "polynomial": partial(_polynomial, warmup=warmup, total=total, lr_init=lr_init),
+        "constant": _constant,
+        "constant_with_warmup": partial(_constant_with_warmup, warmup=warmup),
+        "inverse_sqrt": partial(_inverse_sqrt, warmup=warmup),
+        "cosine_with_min_lr": partial(_cosine_with_min_lr, warmup=warmup, total=total, lr_init=lr_init),
+    }
+    if name not in table:
+        raise ValueError(f"lr_scheduler_type={name!r} is not a known schedule; choose from: {', '.join(SCHEDULER_NAMES)}")
+    fn = partial(table[name], **kwargs) if kwargs else table[name]
+    fn(warmup)  # fail now, not mid-run, on bad kwargs
+    return fn
+
+
+def get_scheduler(
+    name: str,
+    optimizer: torch.optim.Optimizer,
+    num_warmup_steps: int = 0,
+    num_training_steps: int | None = None,
+    scheduler_specific_kwargs: dict | None = None,
+):
+    """A learning-rate scheduler by name, stepped once per optimizer step."""
+    kwargs = dict(scheduler_specific_kwargs or {})
+    if name == "reduce_lr_on_plateau":
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, **kwargs)
+    if name not in ("constant", "constant_with_warmup", "inverse_sqrt") and num_training_steps is None:
+        raise ValueError(f"lr_scheduler_type={name!r} needs num_training_steps")
+    lr_init = optimizer.defaults["lr"]
+    try:
+        fn = schedule_multiplier(name, num_warmup_steps, num_training_steps or 0, lr_init, **kwargs)
+    except TypeError as e:
+        raise ValueError(f"lr_scheduler_kwargs={kwargs} do not fit lr_scheduler_type={name!r}: {e}") from e
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, fn)
+
+
+def num_warmup_steps(args, num_training_steps: int) -> int:
+    """``warmup_steps`` when > 0, else ``ceil(warmup_ratio * num_training_steps)``."""
+    if args.warmup_steps > 0:
+        return args.warmup_steps
+    return math.ceil(num_training_steps * args.warmup_ratio)

@@ -1,0 +1,115 @@
+"""Device, precision and process setup, through accelerate.
+
+accelerate is the one device/precision/distribution layer; this module creates the
+``Accelerator`` from the arguments and picks, once, the functions the hot path calls
+(backward, clipping, optimizer step) so that a step pays for no per-step branching.
+
+Two gaps of accelerate are filled here:
+- On a machine without a GPU, accelerate sees a single process under ``torchrun`` unless it
+  is created with ``cpu=True``; we pass ``cpu=True`` whenever CUDA is unavailable.
+- With ``mixed_precision="fp16"`` on the CPU, accelerate turns autocast off silently. Torch
+  supports float16 autocast and a GradScaler on the CPU, so we switch both on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import random
+
+import numpy as np
+import torch
+
+logger = logging.getLogger(__name__)
+
+
+def set_seed(seed: int) -> None:
+    """Seed python's ``random``, numpy and torch (every CUDA device too)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    if torch.cuda.is_available():
+        torch.cuda.manual_seed_all(seed)
+
+
+class Runtime:
+    """The Accelerator and the per-step functions derived from the arguments."""
+
+    def __init__(self, args):
+        from accelerate import Accelerator
+        from accelerate.state import AcceleratorState
+
+        cpu = args.use_cpu or not torch.cuda.is_available()
+        if AcceleratorState._shared_state and AcceleratorState().mixed_precision != args.mixed_precision:
+            # A new Trainer in the same process with another precision: start accelerate's state anew.
+            AcceleratorState._reset_state(reset_partial_state=False)
+        self.accelerator = Accelerator(cpu=cpu, mixed_precision=args.mixed_precision)
+        acc = self.accelerator
+        if args.fp16 and acc.device.type == "cpu" and acc.scaler is None:
+            acc.native_amp = True
+            acc.scaler = torch.amp.GradScaler("cpu")
+        if args.tf32 is not None and torch.cuda.is_available():
+            torch.backends.cuda.matmul.allow_tf32 = args.tf32
+            torch.backends.cudnn.allow_tf32 = args.tf32
+        self.device = acc.device
+        self.num_processes = acc.num_processes
+        self.process_index = acc.process_index
+        self.local_process_index = acc.local_process_index
+        self.is_main_process = acc.is_main_process
+        self.is_local_main_process = acc.is_local_main_process
+        self.distributed = acc.num_processes > 1
+        self.scaler = acc.scaler
+
+    # -- preparation ----------------------------------------------------------------------
+    def prepare_model(self, model: torch.nn.Module) -> torch.nn.Module:
+        """Place the model and wrap it for distribution and autocast (once per model)."""
+        if "_original_forward" in vars(model):  # wrapped by an earlier train(): unwrap first
+            model = self.accelerator.unwrap_model(model, keep_fp32_wrapper=False)
+        return self.accelerator.prepare_model(model)
+
+    def prepare_optimizer(self, optimizer):
+        return self.accelerator.prepare_optimizer(optimizer)
+
+    def unwrap(self, model: torch.nn.Module) -> torch.nn.Module:
+        return self.accelerator.unwrap_model(model)
+
+    # -- per-step functions ---------------------------------------------------------------
+    def backward(self, loss: torch.Tensor) -> None:
+        if self.scaler is not None:
+            self.scaler.scale(loss).backward()
+        else:
+            loss.backward()
+
+    def clip_grad_norm(self, parameters, max_norm: float) -> torch.Tensor:
+        """Unscale (fp16) and clip; returns the total norm as a tensor (no device sync)."""
+        return self.accelerator.clip_grad_norm_(parameters, max_norm)
+
+    def no_sync(self, model):
+        """Skip the gradient all-reduce for accumulation micro-batches that are not the last."""
+        if self.distributed and hasattr(model, "no_sync"):
+            return model.no_sync()
+        return contextlib.nullcontext()
+
+    def autocast(self):
+        return self.accelerator.autocast()
+
+    # -- collectives ----------------------------------------------------------------------
+    def gather(self, tensor):
+        return self.accelerator.gather(tensor) if self.distributed else tensor
+
+    def pad_across_processes(self, tensor, dim: int = 1, pad_index: int = -100):
+        if not self.distributed:
+            return tensor
+        return self.accelerator.pad_across_processes(tensor, dim=dim, pad_index=pad_index)
+
+    def wait_for_everyone(self) -> None:
+        if self.distributed:
+            self.accelerator.wait_for_everyone()
+
+    def reduce_any(self, flag: bool) -> bool:
+        """True on every rank when ``flag`` is True on at least one."""
+        if not self.distributed:
+            return flag
+        t = torch.tensor([1.0 if flag else 0.0], device=self.device)
+        return bool(self.accelerator.reduce(t, reduction="sum").item() > 0)

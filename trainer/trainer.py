@@ -1,0 +1,596 @@
+"""The Trainer: public API and the hooks users override.
+
+The loops live in ``loops.py``, data in ``data.py``, optimizers in ``optim.py``, checkpoints
+in ``checkpoint.py`` and device/precision setup in ``runtime.py``; this class wires them and
+keeps the Hugging Face names (``get_train_dataloader``, ``create_optimizer``,
+``compute_loss``, ``training_step``, ``prediction_step``, ``evaluation_loop``, ``log``...).
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import logging
+import os
+import shutil
+import time
+from collections.abc import Callable, Mapping
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, IterableDataset
+
+from callbacks import (
+    CallbackHandler,
+    DefaultFlowCallback,
+    PrinterCallback,
+    ProgressCallback,
+    TrainerCallback,
+    TrainerControl,
+    TrainerState,
+)
+from integrations.reporting import reporting_callbacks
+
+from . import checkpoint as ckpt
+from .arguments import TrainingArguments
+from .data import (
+    DataCollatorWithPadding,
+    build_dataloader,
+    default_data_collator,
+    has_length,
+    remove_unused_columns,
+)
+from .evaluation import EvalLoopOutput, LabelSmoother, PredictionOutput, TrainOutput, nested_detach
+from .loops import TrainingLoop, evaluation_loop
+from .optim import create_optimizer, get_scheduler, num_warmup_steps
+from .run_metrics import MemoryTracker, speed_metrics
+from .runtime import Runtime, set_seed
+
+logger = logging.getLogger(__name__)
+
+
+def find_label_names(model: nn.Module) -> list[str]:
+    """Forward arguments that hold labels (``labels``, ``start_positions``...); default ['labels']."""
+    try:
+        params = inspect.signature(model.forward).parameters
+    except (TypeError, ValueError):
+        return ["labels"]
+    found = [p for p in params if "label" in p or p in ("start_positions", "end_positions")]
+    return found or ["labels"]
+
+
+def _accepts_kwarg(fn, name: str) -> bool:
+    params = inspect.signature(fn).parameters
+    return name in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+
+
+class Trainer:
+    """Train, evaluate and predict with a PyTorch model.
+
+    Args:
+        model: an ``nn.Module`` whose forward returns the loss first (a tensor, a tuple or a
+            dict with ``loss``) when labels are given; or a ``transformers`` model.
+        args: the :class:`TrainingArguments` (default: ``TrainingArguments()``).
+        data_collator: builds batches; default: padding with the tokenizer when one is given,
+            else :func:`default_data_collator`.
+        train_dataset / eval_dataset: map-style or iterable datasets, ``datasets.Dataset``
+            included (unused columns removed); ``eval_dataset`` may be a dict of several,
+            evaluated in turn with metrics prefixed ``eval_{name}_``.
+        processing_class (alias ``tokenizer``): saved with the model; used for padding.
+        model_init: builds a fresh model at every ``train()`` (seeded first).
+        compute_metrics: ``EvalPrediction -> dict`` of metrics.
+        callbacks: extra callbacks (classes or instances).
+        optimizers: ``(optimizer, scheduler)`` to use instead of the ones built from the args.
+        preprocess_logits_for_metrics: ``(logits, labels) -> logits`` applied per batch.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module | None = None,
+        args: TrainingArguments | None = None,
+        data_collator: Callable | None = None,
+        train_dataset: Dataset | IterableDataset | None = None,
+        eval_dataset: Dataset | dict[str, Dataset] | None = None,
+        processing_class=None,
+        model_init: Callable[..., nn.Module] | None = None,
+        compute_metrics: Callable | None = None,
+        callbacks: list | None = None,
+        optimizers: tuple = (None, None),
+        preprocess_logits_for_metrics: Callable | None = None,
+        tokenizer=None,
+    ):
+        if args is None:
+            args = TrainingArguments()
+        if not isinstance(args, TrainingArguments):
+            raise TypeError(f"args must be a trainer.TrainingArguments, got {type(args).__name__}")
+        args.validate()
+        self.args = args
+        if processing_class is not None and tokenizer is not None and processing_class is not tokenizer:
+            raise ValueError("processing_class and tokenizer were both given: pass only processing_class")
+        self.processing_class = processing_class if processing_class is not None else tokenizer
+        set_seed(args.seed)
+        self.runtime = Runtime(args)
+        self.model_init = model_init
+        if model is None:
+            if model_init is None:
+                raise ValueError("Trainer needs a model or a model_init function: pass model=... or model_init=...")
+            model = self.call_model_init()
+        elif model_init is not None:
+            logger.warning("Trainer got both model and model_init: model_init builds the model at train().")
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+        self.model = model
+        self.model_wrapped = model
+        if args.gradient_checkpointing and not hasattr(model, "gradient_checkpointing_enable"):
+            raise ValueError(
+                f"gradient_checkpointing=True, but {type(model).__name__} has no gradient_checkpointing_enable(): "
+                "use a transformers model or apply torch.utils.checkpoint inside your forward(), and unset the flag"
+            )
+        if data_collator is None:
+            has_pad = self.processing_class is not None and hasattr(self.processing_class, "pad")
+            data_collator = DataCollatorWithPadding(self.processing_class) if has_pad else default_data_collator
+        self.data_collator = data_collator
+        self.train_dataset = train_dataset
+        self.eval_dataset = eval_dataset
+        self.compute_metrics = compute_metrics
+        self.preprocess_logits_for_metrics = preprocess_logits_for_metrics
+        self.optimizer, self.lr_scheduler = optimizers
+        if self.optimizer is None and self.lr_scheduler is not None:
+            raise ValueError("optimizers=(None, scheduler): pass the optimizer the scheduler was built on too")
+        self._user_optimizer = self.optimizer is not None
+        self.label_names = args.label_names or find_label_names(model)
+        self.label_smoother = LabelSmoother(args.label_smoothing_factor) if args.label_smoothing_factor else None
+        self._compute_loss_takes_num_items = _accepts_kwarg(self.compute_loss, "num_items_in_batch")
+        self.current_gradient_accumulation_steps = args.gradient_accumulation_steps
+        self._train_batch_size = args.train_batch_size
+        self.is_in_train = False
+        self._memory_tracker = MemoryTracker(args.skip_memory_metrics)
+
+        default = [DefaultFlowCallback, PrinterCallback if args.disable_tqdm else ProgressCallback]
+        self.callback_handler = CallbackHandler(
+            default + reporting_callbacks(args.report_to) + list(callbacks or []),
+            self.model,
+            self.processing_class,
+            self.optimizer,
+            self.lr_scheduler,
+        )
+        self.state = TrainerState(
+            is_local_process_zero=self.is_local_process_zero(), is_world_process_zero=self.is_world_process_zero()
+        )
+        self.control = TrainerControl()
+        self.control = self.callback_handler.on_init_end(self.args, self.state, self.control)
+
+    # -- callbacks ------------------------------------------------------------------------
+    def add_callback(self, callback: type[TrainerCallback] | TrainerCallback) -> None:
+        self.callback_handler.add_callback(callback)
+
+    def pop_callback(self, callback):
+        return self.callback_handler.pop_callback(callback)
+
+    def remove_callback(self, callback) -> None:
+        self.callback_handler.remove_callback(callback)
+
+    # -- processes ------------------------------------------------------------------------
+    def is_world_process_zero(self) -> bool:
+        return self.runtime.is_main_process
+
+    def is_local_process_zero(self) -> bool:
+        return self.runtime.is_local_main_process
+
+    # -- model ----------------------------------------------------------------------------
+    def call_model_init(self, trial=None) -> nn.Module:
+        n_params = len(inspect.signature(self.model_init).parameters)
+        model = self.model_init(trial) if n_params == 1 else self.model_init()
+        if model is None:
+            raise RuntimeError("model_init returned None: it must return a torch.nn.Module")
+        return model
+
+    def model_for_evaluation(self) -> nn.Module:
+        """The model evaluation runs: the prepared one, cast for fp16/bf16_full_eval outside training."""
+        if self.is_in_train:
+            return self.model_wrapped
+        model = self.model_wrapped if self.model_wrapped is not self.model else self.runtime.prepare_model(self.model)
+        self.model_wrapped = model
+        if self.args.fp16_full_eval:
+            model = model.to(dtype=torch.float16)
+        elif self.args.bf16_full_eval:
+            model = model.to(dtype=torch.bfloat16)
+        return model
+
+    # -- data -----------------------------------------------------------------------------
+    def _prepare_dataset(self, dataset, description: str):
+        if self.args.remove_unused_columns:
+            return remove_unused_columns(dataset, self.model, self.label_names, description)
+        return dataset
+
+    def _dataloader(self, dataset, batch_size: int, train: bool, description: str) -> DataLoader:
+        dataset = self._prepare_dataset(dataset, description)
+        seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
+        return build_dataloader(
+            dataset,
+            batch_size=batch_size,
+            collate_fn=self.data_collator,
+            args=self.args,
+            train=train,
+            epoch_seed=seed,
+            num_replicas=self.runtime.num_processes,
+            rank=self.runtime.process_index,
+        )
+
+    def get_train_dataloader(self) -> DataLoader:
+        if self.train_dataset is None:
+            raise ValueError("train() needs a train_dataset: pass Trainer(train_dataset=...)")
+        return self._dataloader(self.train_dataset, self._train_batch_size, True, "train_dataset")
+
+    def get_eval_dataloader(self, eval_dataset: Dataset | str | None = None) -> DataLoader:
+        if isinstance(eval_dataset, str):
+            eval_dataset = self.eval_dataset[eval_dataset]
+        dataset = eval_dataset if eval_dataset is not None else self.eval_dataset
+        if dataset is None:
+            raise ValueError("evaluation needs an eval_dataset: pass Trainer(eval_dataset=...) or evaluate(dataset)")
+        return self._dataloader(dataset, self.args.eval_batch_size, False, "eval_dataset")
+
+    def get_test_dataloader(self, test_dataset: Dataset) -> DataLoader:
+        return self._dataloader(test_dataset, self.args.eval_batch_size, False, "test_dataset")
+
+    # -- optimizer and scheduler ----------------------------------------------------------
+    def create_optimizer(self) -> torch.optim.Optimizer:
+        if self.optimizer is None:
+            self.optimizer = create_optimizer(self.model, self.args)
+        return self.optimizer
+
+    def create_scheduler(self, num_training_steps: int, optimizer: torch.optim.Optimizer | None = None):
+        if self.lr_scheduler is None:
+            self.lr_scheduler = get_scheduler(
+                self.args.lr_scheduler_type,
+                optimizer or self.optimizer,
+                num_warmup_steps=num_warmup_steps(self.args, num_training_steps),
+                num_training_steps=num_training_steps,
+                scheduler_specific_kwargs=self.args.lr_scheduler_kwargs,
+            )
+        return self.lr_scheduler
+
+    def create_optimizer_and_scheduler(self, num_training_steps: int) -> None:
+        self.create_optimizer()
+        self.create_scheduler(num_training_steps, self.optimizer)
+
+    def current_learning_rate(self) -> float:
+        if self.lr_scheduler is not None and not isinstance(
+            self.lr_scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau
+        ):
+            return float(self.lr_scheduler.get_last_lr()[0])
+        return float(self.optimizer.param_groups[0]["lr"])
+
+    # -- training -------------------------------------------------------------------------
+    def train(self, resume_from_checkpoint: str | bool | None = None, trial=None, **kwargs) -> TrainOutput:
+        """Train; returns ``TrainOutput(global_step, training_loss, metrics)``."""
+        if kwargs:
+            raise TypeError(f"train() got unexpected keyword arguments: {sorted(kwargs)}")
+        if resume_from_checkpoint not in (None, False):
+            raise NotImplementedError("resume_from_checkpoint is not supported yet")
+        args = self.args
+        args.validate()
+        self._prepare_output_dir()
+        self.is_in_train = True
+        self._memory_tracker.start()
+        if self.model_init is not None:
+            set_seed(args.seed)
+            self.model = self.call_model_init(trial)
+            self.model_wrapped = self.model
+            self.callback_handler.model = self.model
+            if not self._user_optimizer:
+                self.optimizer = self.lr_scheduler = None
+        elif not self._user_optimizer:
+            self.optimizer = self.lr_scheduler = None  # a second train() starts a new schedule
+        try:
+            if args.auto_find_batch_size:
+                from accelerate.utils import find_executable_batch_size
+
+                run = find_executable_batch_size(self._inner_training_loop, starting_batch_size=self._train_batch_size)
+                output = run()
+            else:
+                output = self._inner_training_loop(self._train_batch_size)
+        finally:
+            self.is_in_train = False
+        return output
+
+    def _prepare_output_dir(self) -> None:
+        existing = ckpt.list_checkpoints(self.args.output_dir)
+        if not existing:
+            return
+        if not self.args.overwrite_output_dir:
+            raise ValueError(
+                f"output_dir={self.args.output_dir!r} already holds checkpoints ({os.path.basename(existing[-1])}...): "
+                "pass train(resume_from_checkpoint=True) to continue, set overwrite_output_dir=True to start over, "
+                "or choose another output_dir"
+            )
+        if self.is_world_process_zero():
+            for path in existing:
+                shutil.rmtree(path, ignore_errors=True)
+        self.runtime.wait_for_everyone()
+
+    def _inner_training_loop(self, batch_size: int) -> TrainOutput:
+        args = self.args
+        self._train_batch_size = batch_size
+        if args.auto_find_batch_size and not self._user_optimizer:
+            self.optimizer = self.lr_scheduler = None  # a retry at a smaller batch starts clean
+        loop = TrainingLoop(self, batch_size)
+        train_dataloader = self.get_train_dataloader()
+        loop.plan(train_dataloader)
+        if loop.batches_per_epoch == 0:
+            raise ValueError(
+                f"the training dataloader has no batch: {len(train_dataloader.dataset)} samples, batch size "
+                f"{batch_size}, dataloader_drop_last={args.dataloader_drop_last}"
+            )
+        self.state = loop.new_state()
+        self.control = TrainerControl()
+        if args.gradient_checkpointing:
+            self.model.gradient_checkpointing_enable(
+                gradient_checkpointing_kwargs=args.gradient_checkpointing_kwargs or {"use_reentrant": False}
+            )
+        self.create_optimizer_and_scheduler(loop.max_steps)
+        model = self.runtime.prepare_model(self.model)
+        self.optimizer = self.runtime.prepare_optimizer(self.optimizer) if self.runtime.scaler else self.optimizer
+        if args.torch_compile:
+            model = torch.compile(model, backend=args.torch_compile_backend, mode=args.torch_compile_mode)
+        self.model_wrapped = model
+        handler = self.callback_handler
+        handler.model, handler.optimizer, handler.lr_scheduler = self.model, self.optimizer, self.lr_scheduler
+        handler.train_dataloader = train_dataloader
+
+        logger.info(
+            "Training: %s samples/epoch, %s epochs, batch %s per device x %s accumulation x %s processes, %s steps",
+            len(train_dataloader.dataset) if has_length(train_dataloader.dataset) else "?",
+            loop.num_epochs,
+            batch_size,
+            args.gradient_accumulation_steps,
+            self.runtime.num_processes,
+            loop.max_steps,
+        )
+        metrics = loop.run(train_dataloader)
+        if args.load_best_model_at_end and self.state.best_model_checkpoint is not None:
+            self.runtime.wait_for_everyone()
+            logger.info("Loading the best model from %s (%s=%s)", self.state.best_model_checkpoint,
+                        args.metric_for_best_model, self.state.best_metric)
+            ckpt.load_model_weights(self.model, self.state.best_model_checkpoint)
+        metrics["epoch"] = self.state.epoch
+        self._memory_tracker.stop_and_update("train", metrics)
+        self.log(metrics)
+        if self.is_world_process_zero():
+            ckpt.rotate_checkpoints(args.output_dir, args.save_total_limit, self.state.best_model_checkpoint)
+        self.control = handler.on_train_end(args, self.state, self.control)
+        return TrainOutput(self.state.global_step, metrics["train_loss"], metrics)
+
+    def compute_loss(self, model: nn.Module, inputs, return_outputs: bool = False, num_items_in_batch=None):
+        """The loss of one batch; with ``return_outputs`` also the model outputs."""
+        labels = None
+        if self.label_smoother is not None and isinstance(inputs, Mapping) and "labels" in inputs:
+            inputs = dict(inputs)
+            labels = inputs.pop("labels")
+        outputs = model(**inputs) if isinstance(inputs, Mapping) else model(*inputs)
+        if labels is not None:
+            loss = self.label_smoother(outputs, labels)
+        elif isinstance(outputs, torch.Tensor):
+            loss = outputs
+        elif isinstance(outputs, Mapping):
+            if outputs.get("loss") is None:
+                given = sorted(inputs) if isinstance(inputs, Mapping) else f"{len(inputs)} positional tensors"
+                raise ValueError(
+                    f"the model returned no loss (its outputs: {sorted(outputs)}; its inputs: {given}). Pass labels "
+                    f"in the batch under {self.label_names}, or override Trainer.compute_loss"
+                )
+            loss = outputs["loss"]
+        else:
+            loss = outputs[0]
+        return (loss, outputs) if return_outputs else loss
+
+    def training_step(self, model: nn.Module, inputs, num_items_in_batch=None) -> torch.Tensor:
+        """Forward, loss and backward of one micro-batch; returns the detached, scaled loss.
+
+        ``model.train()`` is set by the loop at each epoch start and after each evaluation,
+        not here, to keep it off the per-step path.
+        """
+        inputs = self._prepare_inputs(inputs)
+        if self._compute_loss_takes_num_items:
+            loss = self.compute_loss(model, inputs, num_items_in_batch=num_items_in_batch)
+        else:
+            loss = self.compute_loss(model, inputs)
+        if self.current_gradient_accumulation_steps > 1:
+            loss = loss / self.current_gradient_accumulation_steps
+        self.runtime.backward(loss)
+        return loss.detach()
+
+    def _prepare_inputs(self, inputs):
+        device = self.runtime.device
+        if device.type == "cpu":
+            return inputs
+        if isinstance(inputs, Mapping):
+            return type(inputs)({k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in inputs.items()})
+        if isinstance(inputs, (list, tuple)):
+            return type(inputs)(v.to(device) if isinstance(v, torch.Tensor) else v for v in inputs)
+        return inputs
+
+    # -- checkpoints ----------------------------------------------------------------------
+    def metric_value(self, metrics: dict) -> float:
+        name = self.args.metric_for_best_model or "loss"
+        key = name if name.startswith("eval_") else f"eval_{name}"
+        if key not in metrics:
+            raise KeyError(
+                f"metric_for_best_model={name!r}: {key!r} is not among the evaluation metrics {sorted(metrics)}; "
+                "set metric_for_best_model to one of them"
+            )
+        return float(metrics[key])
+
+    def track_best(self, metrics: dict) -> bool:
+        """Update ``state.best_metric``/``best_global_step`` from an evaluation; True if it improved."""
+        if self.args.metric_for_best_model is None:
+            return False
+        value = self.metric_value(metrics)
+        best = self.state.best_metric
+        better = best is None or (value > best if self.args.greater_is_better else value < best)
+        if better:
+            self.state.best_metric = value
+            self.state.best_global_step = self.state.global_step
+        return better
+
+    def save_training_checkpoint(self) -> str:
+        """Write ``checkpoint-{global_step}`` (main process), rotate, fire on_save."""
+        args = self.args
+        path = ckpt.checkpoint_dir(args.output_dir, self.state.global_step)
+        if self.state.best_global_step == self.state.global_step:
+            self.state.best_model_checkpoint = path
+        self.state.record_callback_states(self.callback_handler.callbacks + [self.control])
+        if self.is_world_process_zero():
+            os.makedirs(args.output_dir, exist_ok=True)
+            ckpt.save_checkpoint(
+                path,
+                model=self.runtime.unwrap(self.model_wrapped),
+                optimizer=self.optimizer,
+                scheduler=self.lr_scheduler,
+                scaler=self.runtime.scaler,
+                state=self.state,
+                args=args,
+                processing_class=self.processing_class,
+            )
+            ckpt.rotate_checkpoints(args.output_dir, args.save_total_limit, self.state.best_model_checkpoint)
+        self.runtime.wait_for_everyone()
+        self.control = self.callback_handler.on_save(args, self.state, self.control)
+        return path
+
+    def save_model(self, output_dir: str | None = None) -> None:
+        """Save weights (safetensors), the processing class and ``training_args.json`` (main process)."""
+        output_dir = output_dir or self.args.output_dir
+        if self.is_world_process_zero():
+            ckpt.save_model_files(self.runtime.unwrap(self.model_wrapped), output_dir, self.processing_class, self.args)
+        self.runtime.wait_for_everyone()
+
+    def save_state(self) -> None:
+        if self.is_world_process_zero():
+            os.makedirs(self.args.output_dir, exist_ok=True)
+            self.state.save_to_json(os.path.join(self.args.output_dir, ckpt.TRAINER_STATE_NAME))
+
+    # -- logging --------------------------------------------------------------------------
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        """Record ``logs`` (with ``epoch`` and ``step``) in ``state.log_history``; fire on_log."""
+        if self.state.epoch is not None:
+            logs = {**logs, "epoch": self.state.epoch}
+        if start_time is not None:
+            logs.update(speed_metrics("train", start_time))
+        self.state.log_history.append({**logs, "step": self.state.global_step})
+        self.control = self.callback_handler.on_log(self.args, self.state, self.control, logs=logs)
+
+    def log_metrics(self, split: str, metrics: dict) -> None:
+        """Print ``metrics`` as an aligned table (main process)."""
+        if not self.is_world_process_zero():
+            return
+        print(f"***** {split} metrics *****")
+        width = max((len(k) for k in metrics), default=0)
+        for key in sorted(metrics):
+            value = metrics[key]
+            shown = f"{value:.4g}" if isinstance(value, float) else str(value)
+            print(f"  {key:<{width}} = {shown:>12}")
+
+    def save_metrics(self, split: str, metrics: dict, combined: bool = True) -> None:
+        """Write ``{split}_results.json`` (and merge into ``all_results.json``)."""
+        if not self.is_world_process_zero():
+            return
+        os.makedirs(self.args.output_dir, exist_ok=True)
+        ckpt.write_json(os.path.join(self.args.output_dir, f"{split}_results.json"), metrics)
+        if combined:
+            path = os.path.join(self.args.output_dir, "all_results.json")
+            merged = {}
+            if os.path.exists(path):
+                with open(path, encoding="utf-8") as f:
+                    merged = json.load(f)
+            merged.update(metrics)
+            ckpt.write_json(path, merged)
+
+    # -- evaluation and prediction --------------------------------------------------------
+    def run_evaluations(self) -> dict:
+        """Evaluate every eval dataset (a dict gives ``eval_{name}_*`` metrics); merged metrics."""
+        if isinstance(self.eval_dataset, dict):
+            metrics = {}
+            for name, dataset in self.eval_dataset.items():
+                metrics.update(self.evaluate(dataset, metric_key_prefix=f"eval_{name}"))
+            return metrics
+        return self.evaluate()
+
+    def evaluate(self, eval_dataset=None, ignore_keys: list[str] | None = None, metric_key_prefix: str = "eval") -> dict:
+        """Evaluate; returns ``{prefix}_loss``, the compute_metrics values and speed metrics."""
+        if eval_dataset is None and isinstance(self.eval_dataset, dict):
+            metrics = {}
+            for name, dataset in self.eval_dataset.items():
+                metrics.update(self.evaluate(dataset, ignore_keys, f"{metric_key_prefix}_{name}"))
+            return metrics
+        tracker = not self.is_in_train
+        if tracker:
+            self._memory_tracker.start()
+        dataloader = self.get_eval_dataloader(eval_dataset)
+        start = time.perf_counter()
+        output = self.evaluation_loop(dataloader, "Evaluation", None, ignore_keys, metric_key_prefix)
+        metrics = dict(output.metrics)
+        batches = len(dataloader) if has_length(dataloader) else None
+        metrics.update(speed_metrics(metric_key_prefix, start, output.num_samples, batches))
+        if tracker:
+            self._memory_tracker.stop_and_update(metric_key_prefix, metrics)
+        self.log(metrics)
+        self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics=metrics)
+        return metrics
+
+    def predict(self, test_dataset: Dataset, ignore_keys: list[str] | None = None,
+                metric_key_prefix: str = "test") -> PredictionOutput:
+        """Predictions, labels (when the dataset has them) and metrics over ``test_dataset``."""
+        self._memory_tracker.start()
+        dataloader = self.get_test_dataloader(test_dataset)
+        start = time.perf_counter()
+        output = self.evaluation_loop(dataloader, "Prediction", None, ignore_keys, metric_key_prefix)
+        metrics = dict(output.metrics)
+        batches = len(dataloader) if has_length(dataloader) else None
+        metrics.update(speed_metrics(metric_key_prefix, start, output.num_samples, batches))
+        self._memory_tracker.stop_and_update(metric_key_prefix, metrics)
+        self.control = self.callback_handler.on_predict(self.args, self.state, self.control, metrics=metrics)
+        return PredictionOutput(output.predictions, output.label_ids, metrics)
+
+    def evaluation_loop(self, dataloader, description: str, prediction_loss_only: bool | None = None,
+                        ignore_keys: list[str] | None = None, metric_key_prefix: str = "eval") -> EvalLoopOutput:
+        return evaluation_loop(self, dataloader, description, prediction_loss_only, ignore_keys, metric_key_prefix)
+
+    def prediction_step(self, model: nn.Module, inputs, prediction_loss_only: bool,
+                        ignore_keys: list[str] | None = None):
+        """``(loss, logits, labels)`` of one batch, without gradients."""
+        inputs = self._prepare_inputs(inputs)
+        is_dict = isinstance(inputs, Mapping)
+        has_labels = is_dict and all(inputs.get(k) is not None for k in self.label_names)
+        labels = None
+        if has_labels:
+            labels = tuple(inputs[k].detach() for k in self.label_names)
+            labels = labels[0] if len(labels) == 1 else labels
+        if ignore_keys is None:
+            config = getattr(self.model, "config", None)
+            ignore_keys = list(getattr(config, "keys_to_ignore_at_inference", []) or [])
+        with torch.no_grad():
+            if has_labels or not is_dict:
+                loss, outputs = self.compute_loss(model, inputs, return_outputs=True)
+                loss = loss.detach().float().mean() if loss is not None else None
+                logits = _strip_outputs(outputs, ignore_keys, drop_first=not isinstance(outputs, Mapping))
+            else:
+                loss = None
+                outputs = model(**inputs)
+                logits = _strip_outputs(outputs, ignore_keys, drop_first=False)
+        if prediction_loss_only:
+            return loss, None, None
+        logits = nested_detach(logits)
+        if isinstance(logits, (tuple, list)) and len(logits) == 1:
+            logits = logits[0]
+        return loss, logits, labels
+
+
+def _strip_outputs(outputs, ignore_keys: list[str], drop_first: bool):
+    """Model outputs without the loss (and ``ignore_keys``), as a tuple of tensors."""
+    if isinstance(outputs, torch.Tensor):
+        return None if drop_first else outputs
+    if isinstance(outputs, Mapping):
+        kept = tuple(v for k, v in outputs.items() if k not in ignore_keys and k != "loss" and v is not None)
+        return kept or None
+    kept = tuple(outputs[1:] if drop_first else outputs)
+    return kept or None

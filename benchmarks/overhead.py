@@ -107,11 +107,12 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=2000)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--log-every", type=int, default=500)
+    parser.add_argument("--warmup", type=int, default=200, help="steps of each loop run once before timing")
     opts = parser.parse_args()
     torch.set_num_threads(1)
     dataset = DictDataset(make_data(BATCH * 200))
-    raw_loop(dataset, 200, opts.log_every)  # warm-up
-    trainer_loop(dataset, 200, opts.log_every)
+    raw_loop(dataset, opts.warmup, opts.log_every)
+    trainer_loop(dataset, opts.warmup, opts.log_every)
     raw, tf = [], []
     for _ in range(opts.repeats):
         raw.append(raw_loop(dataset, opts.steps, opts.log_every))

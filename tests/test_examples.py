@@ -1,0 +1,28 @@
+"""The README's main job and the overhead benchmark run for real (small sizes for the benchmark)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_quickstart_reaches_95_percent(tmp_path):
+    out = tmp_path / "quickstart"
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, "examples", "quickstart.py"), "--output_dir", str(out)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    line = next(s for s in proc.stdout.splitlines() if s.startswith("eval_accuracy = "))
+    assert float(line.split()[2]) > 0.95, line
+    assert "***** train metrics *****" in proc.stdout and "train:" in proc.stderr  # table and progress bar
+    assert (out / "model.safetensors").exists() and (out / "all_results.json").exists()
+    assert any(name.startswith("checkpoint-") for name in os.listdir(out))
+
+
+def test_overhead_benchmark_runs():
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "overhead.py"), "--steps", "50",
+                           "--repeats", "1", "--warmup", "10"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "ratio trainer/raw = " in proc.stdout

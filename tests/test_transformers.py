@@ -1,0 +1,141 @@
+"""transformers models: a tiny BERT built from a config and a local vocabulary (no download)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+transformers = pytest.importorskip("transformers")
+datasets = pytest.importorskip("datasets")
+
+from tests.fixtures import regression_args  # noqa: E402
+from trainer import Trainer  # noqa: E402
+
+WORDS = {
+    0: ["bad", "awful", "poor", "boring", "sad"],
+    1: ["fine", "okay", "plain", "average", "usual"],
+    2: ["good", "great", "superb", "fun", "happy"],
+}
+FILLER = ["the", "movie", "was", "a", "film", "plot", "very", "really"]
+
+
+def build_tokenizer(tmp_path):
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *FILLER, *(w for ws in WORDS.values() for w in ws)]
+    path = tmp_path / "vocab.txt"
+    path.write_text("\n".join(vocab) + "\n")
+    try:  # transformers >= 5 takes the vocabulary file (or a dict) as `vocab`
+        tokenizer = transformers.BertTokenizerFast(vocab=str(path))
+    except TypeError:
+        tokenizer = transformers.BertTokenizerFast(vocab_file=str(path))
+    assert tokenizer.convert_tokens_to_ids("good") != tokenizer.unk_token_id
+    return tokenizer
+
+
+def build_texts(n: int, seed: int):
+    rng = np.random.default_rng(seed)
+    texts, labels = [], []
+    for _ in range(n):
+        label = int(rng.integers(0, 3))
+        words = list(rng.choice(FILLER, size=int(rng.integers(2, 6)))) + list(rng.choice(WORDS[label], size=2))
+        rng.shuffle(words)
+        texts.append(" ".join(words))
+        labels.append(label)
+    return datasets.Dataset.from_dict({"text": texts, "label": labels})
+
+
+def tiny_bert(tokenizer, dropout: float = 0.1):
+    config = transformers.BertConfig(
+        vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+        intermediate_size=37, max_position_embeddings=64, num_labels=3, hidden_dropout_prob=dropout,
+        attention_probs_dropout_prob=dropout, id2label={0: "negative", 1: "neutral", 2: "positive"},
+        label2id={"negative": 0, "neutral": 1, "positive": 2},
+    )
+    torch.manual_seed(0)
+    return transformers.BertForSequenceClassification(config)
+
+
+def tokenized(tokenizer, n, seed):
+    return build_texts(n, seed).map(lambda batch: tokenizer(batch["text"], truncation=True), batched=True)
+
+
+def accuracy(pred):
+    return {"accuracy": float((pred.predictions.argmax(-1) == pred.label_ids).mean())}
+
+
+def test_tiny_bert_fine_tunes_saves_and_runs_in_pipeline(tmp_path):
+    tokenizer = build_tokenizer(tmp_path)
+    train_set, eval_set = tokenized(tokenizer, 192, 0), tokenized(tokenizer, 48, 1)
+    args = regression_args(tmp_path, learning_rate=2e-3, num_train_epochs=6, per_device_train_batch_size=16,
+                           eval_strategy="epoch", logging_strategy="epoch", save_strategy="epoch",
+                           save_total_limit=1, weight_decay=0.01, warmup_ratio=0.1)
+    trainer = Trainer(tiny_bert(tokenizer), args, train_dataset=train_set, eval_dataset=eval_set,
+                      processing_class=tokenizer, compute_metrics=accuracy)
+    assert trainer.label_names == ["labels"]
+    trainer.train()
+    metrics = trainer.evaluate()
+    assert metrics["eval_accuracy"] >= 0.9, metrics
+    assert metrics["eval_loss"] < 0.5
+
+    test_set = tokenized(tokenizer, 12, 2)
+    out = trainer.predict(test_set)
+    assert out.predictions.shape == (12, 3) and out.label_ids.tolist() == list(test_set["label"])
+    assert out.metrics["test_accuracy"] >= 0.8
+
+    save_dir = tmp_path / "final"
+    trainer.save_model(str(save_dir))
+    assert (save_dir / "model.safetensors").exists() and (save_dir / "config.json").exists()
+    assert (save_dir / "training_args.json").exists() and (save_dir / "tokenizer.json").exists()
+    reloaded = transformers.AutoModelForSequenceClassification.from_pretrained(str(save_dir))
+    for key, value in trainer.model.state_dict().items():
+        assert torch.equal(value, reloaded.state_dict()[key]), key
+
+    classify = transformers.pipeline("text-classification", model=str(save_dir), device="cpu")
+    texts = list(build_texts(12, 2)["text"])
+    labels = [r["label"] for r in classify(texts)]
+    expected = [reloaded.config.id2label[int(i)] for i in out.predictions.argmax(-1)]
+    assert labels == expected
+
+
+class CustomTrainer(Trainer):
+    """The weighted-loss override from the Hugging Face Trainer docs, written against this package."""
+
+    def compute_loss(self, model, inputs, return_outputs=False):
+        labels = inputs.get("labels")
+        outputs = model(**inputs)
+        logits = outputs.get("logits")
+        loss_fct = nn.CrossEntropyLoss(weight=torch.tensor([1.0, 2.0, 3.0]))
+        loss = loss_fct(logits.view(-1, self.model.config.num_labels), labels.view(-1))
+        return (loss, outputs) if return_outputs else loss
+
+
+def test_weighted_loss_override_from_the_docs(tmp_path):
+    tokenizer = build_tokenizer(tmp_path)
+    train_set = tokenized(tokenizer, 32, 0)
+    args = regression_args(tmp_path, learning_rate=0.0, max_steps=1, logging_steps=1, per_device_train_batch_size=8)
+    trainer = CustomTrainer(tiny_bert(tokenizer, dropout=0.0), args, train_dataset=train_set, processing_class=tokenizer,
+                            eval_dataset=train_set.select(range(8)))
+    batch = next(iter(trainer.get_train_dataloader()))  # the sampler order is fixed by (seed, epoch)
+    with torch.no_grad():
+        logits = trainer.model(**{k: v for k, v in batch.items() if k != "labels"}).logits
+    weighted = nn.functional.cross_entropy(logits, batch["labels"], weight=torch.tensor([1.0, 2.0, 3.0]))
+    plain = nn.functional.cross_entropy(logits, batch["labels"])
+    assert not torch.isclose(weighted, plain)
+    trainer.train()
+    assert trainer.state.log_history[0]["loss"] == pytest.approx(weighted.item(), rel=1e-5)
+    with torch.no_grad():
+        eval_logits = trainer.model(**tokenizer.pad(train_set.select(range(8)).remove_columns(["text", "label"])[:],
+                                                    return_tensors="pt")).logits
+    expected_eval = nn.functional.cross_entropy(eval_logits, torch.tensor(train_set["label"][:8]),
+                                                weight=torch.tensor([1.0, 2.0, 3.0]))
+    assert trainer.evaluate()["eval_loss"] == pytest.approx(expected_eval.item(), rel=1e-5)
+
+
+def test_gradient_checkpointing_with_transformers_model(tmp_path):
+    tokenizer = build_tokenizer(tmp_path)
+    args = regression_args(tmp_path, gradient_checkpointing=True, max_steps=2, learning_rate=1e-3)
+    trainer = Trainer(tiny_bert(tokenizer), args, train_dataset=tokenized(tokenizer, 16, 0), processing_class=tokenizer)
+    trainer.train()
+    model = trainer.model
+    assert getattr(model, "is_activation_checkpointing", None) or model.is_gradient_checkpointing

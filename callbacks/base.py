@@ -76,7 +76,7 @@ class ExportableState:
         raise NotImplementedError("You must implement a `state` function to utilize this class.")
 
     @classmethod
-    def from_state(cls, state: dict) -> "ExportableState":
+    def from_state(cls, state: dict) -> ExportableState:
         instance = cls(**state["args"])
         for key, value in state["attributes"].items():
             setattr(instance, key, value)
@@ -120,7 +120,7 @@ class TrainerState:
             f.write(self.to_json_string())
 
     @classmethod
-    def load_from_json(cls, json_path: str) -> "TrainerState":
+    def load_from_json(cls, json_path: str) -> TrainerState:
         with open(json_path, encoding="utf-8") as f:
             data = json.load(f)
         known = {f.name for f in dataclasses.fields(cls)}

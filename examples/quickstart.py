@@ -20,7 +20,7 @@ from torch import nn
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from trainer import EvalPrediction, Trainer, TrainingArguments  # noqa: E402
+from trainer import EvalPrediction, Trainer  # noqa: E402
 from trainer.cli import parse_training_args  # noqa: E402
 
 

@@ -27,7 +27,7 @@ def resolve_report_to(report_to) -> list[str]:
         return [n for n, (pkg, _) in REPORTING_INTEGRATIONS.items() if importlib.util.find_spec(pkg) is not None]
     unknown = [n for n in names if n not in REPORTING_INTEGRATIONS]
     if unknown:
-        valid = ", ".join(["none", "all", *REPORTING_INTEGRATIONS]) 
+        valid = ", ".join(["none", "all", *REPORTING_INTEGRATIONS])
         raise ValueError(f"report_to={report_to!r}: unknown backend(s) {unknown}; choose from: {valid}")
     return names
 

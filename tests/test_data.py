@@ -184,7 +184,7 @@ def test_predict_pads_ragged_outputs_with_minus_100(tmp_path):
     assert class_logits.shape == (10, 3)
     longest = max(len(x) for x in data.items)
     assert token_logits.shape == (10, longest, 2)
-    for i, ids in enumerate(data.items):
+    for i, _ids in enumerate(data.items):
         batch = data.items[(i // 4) * 4 : (i // 4) * 4 + 4]
         batch_len = max(len(x) for x in batch)
         assert (token_logits[i, batch_len:] == -100).all()
@@ -239,3 +239,17 @@ def test_several_label_names(tmp_path):
     assert trainer.label_names == ["labels", "labels_b"]
     out = trainer.predict(RegressionDataset(8, label_names=("labels", "labels_b")))
     assert isinstance(out.label_ids, tuple) and len(out.label_ids) == 2
+
+
+def test_length_column_name_is_used(tmp_path):
+    datasets = pytest.importorskip("datasets")
+    base = ClassifierDataset(16)
+    data = datasets.Dataset.from_dict({
+        "input_ids": [x["input_ids"] for x in base], "attention_mask": [x["attention_mask"] for x in base],
+        "label": [x["label"] for x in base], "n_tokens": [100 - len(x["input_ids"]) for x in base],
+    })
+    trainer = Trainer(TinyClassifier(), regression_args(tmp_path, group_by_length=True, length_column_name="n_tokens",
+                                                        remove_unused_columns=False),
+                      train_dataset=data, processing_class=ListPadder())
+    sampler = trainer.get_train_dataloader().sampler
+    assert sampler.lengths == list(data["n_tokens"])

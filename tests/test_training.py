@@ -332,3 +332,58 @@ def test_output_dir_with_checkpoints_is_refused_without_overwrite(tmp_path):
         train_regression(tmp_path, save_strategy="steps", save_steps=8)
     trainer = train_regression(tmp_path, save_strategy="steps", save_steps=8, overwrite_output_dir=True, max_steps=8)
     assert trainer.state.global_step == 8
+
+
+def test_past_index_feeds_mems_back(tmp_path):
+    seen, produced = [], []
+
+    class WithMems(RegressionModel):
+        def forward(self, input_x, labels=None, mems=None):
+            seen.append(mems)
+            produced.append(input_x.sum().detach())
+            loss, y = super().forward(input_x, labels)
+            return loss, y, produced[-1]
+
+    train_regression(tmp_path, model=WithMems(), past_index=2, num_train_epochs=2)  # 8 steps per epoch
+    assert len(seen) == 16
+    assert seen[0] is None and seen[8] is None  # reset at each epoch start
+    for i in list(range(1, 8)) + list(range(9, 16)):
+        assert seen[i] is produced[i - 1], i  # the previous step's outputs[past_index]
+
+
+def test_log_level_sets_package_loggers(tmp_path):
+    import logging
+
+    before = {name: logging.getLogger(name).level for name in ("trainer", "callbacks", "transformers")}
+    try:
+        Trainer(RegressionModel(), regression_args(tmp_path, log_level="info"))
+        assert logging.getLogger("trainer").level == logging.INFO
+        assert logging.getLogger("transformers").level == logging.INFO
+        logging.getLogger("trainer").setLevel(logging.NOTSET)
+        Trainer(RegressionModel(), regression_args(tmp_path))  # passive: untouched
+        assert logging.getLogger("trainer").level == logging.NOTSET
+    finally:
+        for name, level in before.items():
+            logging.getLogger(name).setLevel(level)
+
+
+def test_dataloader_workers_give_identical_training(tmp_path):
+    base = params(train_regression(tmp_path / "w0", dataloader_num_workers=0).model)
+    workers = params(train_regression(tmp_path / "w2", dataloader_num_workers=2,
+                                      dataloader_persistent_workers=True).model)
+    for key in base:
+        assert torch.equal(base[key], workers[key]), key
+
+
+def test_dataloader_drop_last(tmp_path):
+    trainer = train_regression(tmp_path, dataset=RegressionDataset(20), dataloader_drop_last=True, num_train_epochs=1)
+    assert trainer.state.global_step == 2  # 20 samples, batch 8: the batch of 4 is dropped
+    trainer = train_regression(tmp_path / "keep", dataset=RegressionDataset(20), num_train_epochs=1)
+    assert trainer.state.global_step == 3
+
+
+def test_bf16_full_eval(tmp_path):
+    trainer = Trainer(RegressionModel(a=2.0, b=3.0), regression_args(tmp_path, bf16_full_eval=True),
+                      eval_dataset=RegressionDataset(16))
+    assert trainer.evaluate()["eval_loss"] < 0.1
+    assert trainer.model.a.dtype == torch.bfloat16

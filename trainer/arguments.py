@@ -450,7 +450,7 @@ class TrainingArguments:
         return {k: v if isinstance(v, (int, float, str, bool, type(None))) else str(v) for k, v in self.to_dict().items()}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "TrainingArguments":
+    def from_dict(cls, data: dict[str, Any]) -> TrainingArguments:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
@@ -458,7 +458,7 @@ class TrainingArguments:
         return cls(**data)
 
     @classmethod
-    def from_json(cls, path_or_text: str) -> "TrainingArguments":
+    def from_json(cls, path_or_text: str) -> TrainingArguments:
         """From a JSON file path or a JSON string."""
         text = path_or_text
         if not path_or_text.lstrip().startswith("{"):
@@ -467,7 +467,7 @@ class TrainingArguments:
         return cls.from_dict(json.loads(text))
 
     @classmethod
-    def from_yaml(cls, path: str) -> "TrainingArguments":
+    def from_yaml(cls, path: str) -> TrainingArguments:
         import yaml
 
         with open(path, encoding="utf-8") as f:
@@ -475,7 +475,7 @@ class TrainingArguments:
         return cls.from_dict(data)
 
     @classmethod
-    def from_file(cls, path: str) -> "TrainingArguments":
+    def from_file(cls, path: str) -> TrainingArguments:
         """From a .json, .yaml or .yml file."""
         if path.endswith((".yaml", ".yml")):
             return cls.from_yaml(path)

@@ -123,6 +123,36 @@ def _shard(order: list[int], per_rank: int, num_replicas: int, rank: int) -> lis
     return order[:total][rank::num_replicas]
 
 
+class EvalShardSampler(Sampler[int]):
+    """Sequential evaluation order split by whole batches: rank ``r`` takes batches r, r+n, r+2n...
+
+    Gathering one batch from every rank then yields a contiguous slice of the dataset, so the
+    gathered outputs are in dataset order. The order is padded (repeating its start) to a whole
+    number of batches on every rank; the padding sits at the very end and is cut by truncating
+    to ``len(dataset)``. ``real_count(k)`` tells how many samples of this rank's k-th batch are real.
+    """
+
+    def __init__(self, num_samples: int, batch_size: int, num_replicas: int, rank: int):
+        self.dataset_len = num_samples
+        self.batch_size = batch_size
+        self.num_replicas = num_replicas
+        self.rank = rank
+        self.batches_per_rank = max(1, math.ceil(num_samples / (batch_size * num_replicas)))
+
+    def __iter__(self):
+        n, b = self.num_replicas, self.batch_size
+        for k in range(self.batches_per_rank):
+            start = (k * n + self.rank) * b
+            yield from ((start + i) % self.dataset_len for i in range(b))
+
+    def __len__(self) -> int:
+        return self.batches_per_rank * self.batch_size
+
+    def real_count(self, batch_index: int) -> int:
+        start = (batch_index * self.num_replicas + self.rank) * self.batch_size
+        return max(0, min(self.batch_size, self.dataset_len - start))
+
+
 class LengthGroupedSampler(EpochSeededSampler):
     """Shuffle, then sort by length inside mega-batches of 50 batches so batches need little padding.
 
@@ -244,6 +274,8 @@ def build_dataloader(
         sampler = LengthGroupedSampler(
             sample_lengths(dataset, args.length_column_name), batch_size, epoch_seed, num_replicas, rank
         )
+    elif not train and num_replicas > 1:
+        sampler = EvalShardSampler(len(dataset), batch_size, num_replicas, rank)
     else:
         sampler = EpochSeededSampler(len(dataset), epoch_seed, shuffle=train, num_replicas=num_replicas, rank=rank)
     return DataLoader(dataset, sampler=sampler, **common)

@@ -133,6 +133,7 @@ class TrainingLoop:
         for epoch in range(self.num_epochs):
             set_dataloader_epoch(dataloader, epoch)
             model.train()
+            trainer._past = None
             control = handler.on_epoch_begin(args, state, control)
             iterator = iter(dataloader)
             update = 0
@@ -213,6 +214,7 @@ class TrainingLoop:
             if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
                 scheduler.step(trainer.metric_value(metrics))
             model.train()
+            trainer._past = None
         if trainer.args.save_strategy == "best":
             control.should_save = trainer.state.best_global_step == trainer.state.global_step and metrics is not None
         if control.should_save:
@@ -243,21 +245,28 @@ def evaluation_loop(
     loss_only = args.prediction_loss_only if prediction_loss_only is None else prediction_loss_only
     model = trainer.model_for_evaluation()
     model.eval()
+    trainer._past = None
     handler.eval_dataloader = dataloader
 
     preds = PredictionAccumulator(args.eval_accumulation_steps)
     labels = PredictionAccumulator(args.eval_accumulation_steps)
     inputs_acc = PredictionAccumulator(args.eval_accumulation_steps)
     loss_sum = torch.zeros((), device=rt.device, dtype=torch.float64)
-    loss_count = 0
+    loss_count = torch.zeros((), device=rt.device, dtype=torch.float64)
     observed = 0
-    for inputs in dataloader:
+    real_count = getattr(getattr(dataloader, "sampler", None), "real_count", None)  # padded distributed eval
+    for step, inputs in enumerate(dataloader):
         batch_size = _batch_size(inputs)
         observed += batch_size
         loss, logits, batch_labels = trainer.prediction_step(model, inputs, loss_only, ignore_keys=ignore_keys)
         if loss is not None:
-            loss_sum = loss_sum + rt.gather(loss.detach().double().reshape(1) * batch_size).sum()
-            loss_count += batch_size * rt.num_processes
+            real = real_count(step) if real_count is not None else batch_size
+            if 0 < real < batch_size:  # the batch ends in padding: take the loss of its real samples only
+                loss = trainer.prediction_step(model, _slice_batch(inputs, real), True, ignore_keys=ignore_keys)[0]
+            pair = torch.stack([loss.detach().double().reshape(()) * real, torch.tensor(real, dtype=torch.float64,
+                                                                                        device=loss.device)])
+            pair = rt.gather(pair.reshape(1, 2)).sum(0)
+            loss_sum, loss_count = loss_sum + pair[0], loss_count + pair[1]
         if not loss_only:
             if batch_labels is not None:
                 batch_labels = _gather_padded(rt, batch_labels)
@@ -272,6 +281,7 @@ def evaluation_loop(
                 inputs_acc.add(_gather_padded(rt, main_input))
         trainer.control = handler.on_prediction_step(args, trainer.state, trainer.control)
 
+    trainer._past = None
     dataset = getattr(dataloader, "dataset", None)
     num_samples = len(dataset) if dataset is not None and has_length(dataset) else observed * rt.num_processes
     all_preds = preds.result(num_samples)
@@ -283,7 +293,7 @@ def evaluation_loop(
         eval_pred = EvalPrediction(all_preds, all_labels, all_inputs if args.include_inputs_for_metrics else None)
         metrics = dict(trainer.compute_metrics(eval_pred) or {})
     metrics = denumpify(metrics)
-    if loss_count:
+    if loss_count.item() > 0:
         metrics["loss"] = (loss_sum / loss_count).item()
     metrics = prefix_metrics(metrics, metric_key_prefix)
     return EvalLoopOutput(predictions=all_preds, label_ids=all_labels, metrics=metrics, num_samples=num_samples)
@@ -297,6 +307,18 @@ def _batch_size(inputs) -> int:
     else:
         first = inputs
     return len(first)
+
+
+def _slice_batch(inputs, n: int):
+    """The first ``n`` samples of a batch (tensors sliced on dim 0, other values kept)."""
+    def cut(v):
+        return v[:n] if isinstance(v, torch.Tensor) and v.dim() > 0 else v
+
+    if isinstance(inputs, dict):
+        return type(inputs)({k: cut(v) for k, v in inputs.items()})
+    if isinstance(inputs, (list, tuple)):
+        return type(inputs)(cut(v) for v in inputs)
+    return cut(inputs)
 
 
 def _gather_padded(rt, tensors):

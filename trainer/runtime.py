@@ -15,13 +15,25 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import random
 
 import numpy as np
 import torch
 
 logger = logging.getLogger(__name__)
+
+
+LOGGERS = ("trainer", "callbacks", "integrations", "transformers")
+
+
+def configure_logging(args, is_main_process: bool) -> None:
+    """Set this package's loggers (and transformers') to ``log_level`` on the main process and
+    ``log_level_replica`` on the others; 'passive' leaves them as they are."""
+    level = args.log_level if is_main_process else args.log_level_replica
+    if level == "passive":
+        return
+    for name in LOGGERS:
+        logging.getLogger(name).setLevel(level.upper())
 
 
 def set_seed(seed: int) -> None:

@@ -44,7 +44,7 @@ from .evaluation import EvalLoopOutput, LabelSmoother, PredictionOutput, TrainOu
 from .loops import TrainingLoop, evaluation_loop
 from .optim import create_optimizer, get_scheduler, num_warmup_steps
 from .run_metrics import MemoryTracker, speed_metrics
-from .runtime import Runtime, set_seed
+from .runtime import Runtime, configure_logging, set_seed
 
 logger = logging.getLogger(__name__)
 
@@ -105,11 +105,12 @@ class Trainer:
             raise TypeError(f"args must be a trainer.TrainingArguments, got {type(args).__name__}")
         args.validate()
         self.args = args
+        self.runtime = Runtime(args)
+        configure_logging(args, self.runtime.is_main_process)
         if processing_class is not None and tokenizer is not None and processing_class is not tokenizer:
             raise ValueError("processing_class and tokenizer were both given: pass only processing_class")
         self.processing_class = processing_class if processing_class is not None else tokenizer
         set_seed(args.seed)
-        self.runtime = Runtime(args)
         self.model_init = model_init
         if model is None:
             if model_init is None:
@@ -144,6 +145,7 @@ class Trainer:
         self.current_gradient_accumulation_steps = args.gradient_accumulation_steps
         self._train_batch_size = args.train_batch_size
         self.is_in_train = False
+        self._past = None  # outputs[past_index] of the last step, fed back as `mems` (past_index >= 0)
         self._memory_tracker = MemoryTracker(args.skip_memory_metrics)
 
         default = [DefaultFlowCallback, PrinterCallback if args.disable_tqdm else ProgressCallback]
@@ -382,6 +384,9 @@ class Trainer:
             loss = outputs["loss"]
         else:
             loss = outputs[0]
+        if self.args.past_index >= 0:
+            values = list(outputs.values()) if isinstance(outputs, Mapping) else outputs
+            self._past = values[self.args.past_index]
         return (loss, outputs) if return_outputs else loss
 
     def training_step(self, model: nn.Module, inputs, num_items_in_batch=None) -> torch.Tensor:
@@ -401,6 +406,8 @@ class Trainer:
         return loss.detach()
 
     def _prepare_inputs(self, inputs):
+        if self.args.past_index >= 0 and self._past is not None and isinstance(inputs, Mapping):
+            inputs = {**inputs, "mems": self._past}
         device = self.runtime.device
         if device.type == "cpu":
             return inputs

@@ -25,4 +25,4 @@ def test_overhead_benchmark_runs():
     proc = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "overhead.py"), "--steps", "50",
                            "--repeats", "1", "--warmup", "10"], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "ratio trainer/raw = " in proc.stdout
+    assert "[wall] ratio trainer/raw = " in proc.stdout and "[cpu] ratio trainer/raw = " in proc.stdout

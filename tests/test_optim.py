@@ -41,6 +41,13 @@ def test_no_decay_groups():
     assert {id(p) for p in plain["params"]} == {id(p) for p in expected_plain}
 
 
+def test_no_weight_decay_means_one_group():
+    model = Block()
+    opt = create_optimizer(model, TrainingArguments(output_dir="x", weight_decay=0.0))
+    assert len(opt.param_groups) == 1 and opt.param_groups[0]["weight_decay"] == 0.0
+    assert len(opt.param_groups[0]["params"]) == len([p for p in model.parameters() if p.requires_grad])
+
+
 @pytest.mark.parametrize("name", OPTIMIZER_NAMES)
 def test_every_optimizer_builds_and_steps(tmp_path, name):
     trainer = Trainer(RegressionModel(), regression_args(tmp_path, optim=name, max_steps=3, learning_rate=0.01),

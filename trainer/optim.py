@@ -63,9 +63,15 @@ def decay_parameter_names(model: nn.Module) -> set[str]:
 
 
 def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
-    """Two groups: decayed parameters with ``weight_decay``, the others with 0."""
-    decay = decay_parameter_names(model)
+    """Two groups: decayed parameters with ``weight_decay``, the others with 0.
+
+    With ``weight_decay == 0`` the split changes nothing, so all parameters form one group
+    (an optimizer step then costs one call per step instead of two).
+    """
     params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    if weight_decay == 0:
+        return [{"params": [p for _, p in params], "weight_decay": 0.0}]
+    decay = decay_parameter_names(model)
     groups = [
         {"params": [p for n, p in params if n in decay], "weight_decay": weight_decay},
         {"params": [p for n, p in params if n not in decay], "weight_decay": 0.0},

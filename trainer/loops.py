@@ -208,7 +208,7 @@ class TrainingLoop:
             self.log_training()
         metrics = None
         if control.should_evaluate:
-            metrics = trainer.run_evaluations()
+            metrics = trainer.evaluate()
             trainer.track_best(metrics)
             scheduler = trainer.lr_scheduler
             if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):

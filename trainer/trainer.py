@@ -513,33 +513,19 @@ class Trainer:
             ckpt.write_json(path, merged)
 
     # -- evaluation and prediction --------------------------------------------------------
-    def run_evaluations(self) -> dict:
-        """Evaluate every eval dataset (a dict gives ``eval_{name}_*`` metrics); merged metrics."""
-        if isinstance(self.eval_dataset, dict):
-            metrics = {}
-            for name, dataset in self.eval_dataset.items():
-                metrics.update(self.evaluate(dataset, metric_key_prefix=f"eval_{name}"))
-            return metrics
-        return self.evaluate()
-
     def evaluate(self, eval_dataset=None, ignore_keys: list[str] | None = None, metric_key_prefix: str = "eval") -> dict:
-        """Evaluate; returns ``{prefix}_loss``, the compute_metrics values and speed metrics."""
+        """Evaluate; returns ``{prefix}_loss``, the compute_metrics values and speed metrics.
+
+        With a dict of eval datasets (and no ``eval_dataset`` argument) each is evaluated in turn
+        and its metrics are prefixed ``{prefix}_{name}_``.
+        """
         if eval_dataset is None and isinstance(self.eval_dataset, dict):
             metrics = {}
             for name, dataset in self.eval_dataset.items():
                 metrics.update(self.evaluate(dataset, ignore_keys, f"{metric_key_prefix}_{name}"))
             return metrics
-        tracker = not self.is_in_train
-        if tracker:
-            self._memory_tracker.start()
-        dataloader = self.get_eval_dataloader(eval_dataset)
-        start = time.perf_counter()
-        output = self.evaluation_loop(dataloader, "Evaluation", None, ignore_keys, metric_key_prefix)
-        metrics = dict(output.metrics)
-        batches = len(dataloader) if has_length(dataloader) else None
-        metrics.update(speed_metrics(metric_key_prefix, start, output.num_samples, batches))
-        if tracker:
-            self._memory_tracker.stop_and_update(metric_key_prefix, metrics)
+        output, metrics = self._measured_loop(self.get_eval_dataloader(eval_dataset), "Evaluation", ignore_keys,
+                                              metric_key_prefix)
         self.log(metrics)
         self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics=metrics)
         return metrics
@@ -547,16 +533,24 @@ class Trainer:
     def predict(self, test_dataset: Dataset, ignore_keys: list[str] | None = None,
                 metric_key_prefix: str = "test") -> PredictionOutput:
         """Predictions, labels (when the dataset has them) and metrics over ``test_dataset``."""
-        self._memory_tracker.start()
-        dataloader = self.get_test_dataloader(test_dataset)
-        start = time.perf_counter()
-        output = self.evaluation_loop(dataloader, "Prediction", None, ignore_keys, metric_key_prefix)
-        metrics = dict(output.metrics)
-        batches = len(dataloader) if has_length(dataloader) else None
-        metrics.update(speed_metrics(metric_key_prefix, start, output.num_samples, batches))
-        self._memory_tracker.stop_and_update(metric_key_prefix, metrics)
+        output, metrics = self._measured_loop(self.get_test_dataloader(test_dataset), "Prediction", ignore_keys,
+                                              metric_key_prefix)
         self.control = self.callback_handler.on_predict(self.args, self.state, self.control, metrics=metrics)
         return PredictionOutput(output.predictions, output.label_ids, metrics)
+
+    def _measured_loop(self, dataloader, description: str, ignore_keys, prefix: str) -> tuple[EvalLoopOutput, dict]:
+        """The evaluation loop plus speed metrics (and memory metrics outside training)."""
+        track_memory = not self.is_in_train
+        if track_memory:
+            self._memory_tracker.start()
+        start = time.perf_counter()
+        output = self.evaluation_loop(dataloader, description, None, ignore_keys, prefix)
+        metrics = dict(output.metrics)
+        batches = len(dataloader) if has_length(dataloader) else None
+        metrics.update(speed_metrics(prefix, start, output.num_samples, batches))
+        if track_memory:
+            self._memory_tracker.stop_and_update(prefix, metrics)
+        return output, metrics
 
     def evaluation_loop(self, dataloader, description: str, prediction_loss_only: bool | None = None,
                         ignore_keys: list[str] | None = None, metric_key_prefix: str = "eval") -> EvalLoopOutput:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 
 import pytest
 
@@ -221,3 +222,20 @@ def test_trainer_state_json_round_trip(tmp_path):
     path = tmp_path / "state.json"
     state.save_to_json(str(path))
     assert TrainerState.load_from_json(str(path)) == state
+
+
+def test_callback_returning_a_new_control_object_is_followed(tmp_path):
+    from trainer import TrainerControl
+
+    class Replace(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            fresh = TrainerControl()
+            fresh.should_save = state.global_step == 2
+            fresh.should_training_stop = state.global_step == 3
+            return fresh
+
+    trainer = Trainer(RegressionModel(), regression_args(tmp_path, save_strategy="no"),
+                      train_dataset=RegressionDataset(), callbacks=[Replace()])
+    trainer.train()
+    assert trainer.state.global_step == 3
+    assert os.path.isdir(tmp_path / "out" / "checkpoint-2")

@@ -170,26 +170,31 @@ class TrainingLoop:
                 optimizer.zero_grad(set_to_none=True)
                 update += 1
                 state.global_step += 1
-                state.epoch = epoch + (
-                    update / self.updates_per_epoch if self.updates_per_epoch else state.global_step / self.max_steps
-                )
+                # an iterable dataset's length is unknown: its epoch counts completed passes
+                state.epoch = epoch + update / self.updates_per_epoch if self.updates_per_epoch else float(epoch)
                 control = handler.on_step_end(args, state, control)
                 if control.should_log or control.should_evaluate or control.should_save:
+                    trainer.control = control
                     self.log_evaluate_save(model)
                     control = trainer.control
                 if control.should_epoch_stop or control.should_training_stop:
                     break
-            if self.updates_per_epoch is None and update == 0:
-                raise ValueError(
-                    "the training dataloader yielded no batch in an epoch: the dataset is empty (or smaller than "
-                    "one batch with dataloader_drop_last=True)"
-                )
+            if self.updates_per_epoch is None:
+                if update == 0:
+                    raise ValueError(
+                        "the training dataloader yielded no batch in an epoch: the dataset is empty (or smaller "
+                        "than one batch with dataloader_drop_last=True)"
+                    )
+                if not control.should_training_stop:  # the pass ran to its end
+                    state.epoch = float(epoch + 1)
             control = handler.on_epoch_end(args, state, control)
+            trainer.control = control
             if control.should_log or control.should_evaluate or control.should_save:
                 self.log_evaluate_save(model)
                 control = trainer.control
             if control.should_training_stop:
                 break
+        trainer.control = control
 
         steps_done = state.global_step - start_step
         self.window.take()

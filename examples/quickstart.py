@@ -20,7 +20,7 @@ from torch import nn
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from trainer import EvalPrediction, Trainer  # noqa: E402
+from trainer import EvalPrediction, Trainer, set_seed  # noqa: E402
 from trainer.cli import parse_training_args  # noqa: E402
 
 
@@ -95,6 +95,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = parse_training_args(argv, defaults)
     torch.set_num_threads(min(2, torch.get_num_threads()))
     train_set, eval_set = load_digits_splits(args.seed)
+    set_seed(args.seed)  # before the model is built, so its initial weights are reproducible
     trainer = Trainer(
         model=DigitsCNN(), args=args, train_dataset=train_set, eval_dataset=eval_set, compute_metrics=compute_metrics
     )

@@ -395,3 +395,14 @@ def test_iterable_dataset_epoch_counts_passes(tmp_path):
     # 8 batches a pass; a pass is known to be over only when the next fetch finds the stream empty,
     # so the logs at steps 8 and 16 still count the pass they ended
     assert epochs == [0.0, 0.0, 1.0, 1.0, 2.0]  # steps 4, 8, 12, 16, 20
+
+
+def test_total_flos_from_floating_point_ops_override(tmp_path):
+    class Counting(Trainer):
+        def floating_point_ops(self, inputs):
+            return 10.0 * len(inputs["input_x"])
+
+    trainer = Counting(RegressionModel(), regression_args(tmp_path, max_steps=3), train_dataset=RegressionDataset())
+    metrics = trainer.train().metrics
+    assert metrics["total_flos"] == 3 * 8 * 10.0 and trainer.state.total_flos == 240.0
+    assert train_regression(tmp_path / "plain", max_steps=3).state.total_flos == 0

@@ -73,7 +73,11 @@ def test_tiny_bert_fine_tunes_saves_and_runs_in_pipeline(tmp_path):
     trainer = Trainer(tiny_bert(tokenizer), args, train_dataset=train_set, eval_dataset=eval_set,
                       processing_class=tokenizer, compute_metrics=accuracy)
     assert trainer.label_names == ["labels"]
-    trainer.train()
+    train_output = trainer.train()
+    n_params = sum(p.numel() for n, p in trainer.model.named_parameters() if "embeddings" not in n)
+    tokens = sum(len(ids) for ids in train_set["input_ids"])  # dynamic padding: padded lengths are >= these
+    assert train_output.metrics["total_flos"] >= 6 * n_params * tokens * 6  # 6 epochs
+    assert trainer.state.total_flos == train_output.metrics["total_flos"]
     metrics = trainer.evaluate()
     assert metrics["eval_accuracy"] >= 0.9, metrics
     assert metrics["eval_loss"] < 0.5

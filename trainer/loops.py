@@ -18,7 +18,7 @@ import torch
 from callbacks import TrainerState
 
 from .arguments import resolve_steps
-from .data import has_length, set_dataloader_epoch
+from .data import has_length, model_input_names, set_dataloader_epoch
 from .evaluation import EvalLoopOutput, EvalPrediction, PredictionAccumulator, denumpify, prefix_metrics
 from .run_metrics import speed_metrics
 
@@ -123,6 +123,12 @@ class TrainingLoop:
             scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau
         )
         check_skipped = rt.scaler is not None
+        from .trainer import Trainer as BaseTrainer
+
+        # FLOPs are counted for models that take input_ids, or when a subclass overrides floating_point_ops
+        count_flos = "input_ids" in model_input_names(trainer.model, []) or (
+            type(trainer).floating_point_ops is not BaseTrainer.floating_point_ops
+        )
         self.window = LossWindow(args.logging_nan_inf_filter, rt.device)
         self.last_logged_step = state.global_step
         self.grad_norm = None
@@ -152,6 +158,8 @@ class TrainingLoop:
                         inputs = next(iterator, None)
                         if inputs is None:
                             break
+                    if count_flos:
+                        state.total_flos += trainer.floating_point_ops(inputs)
                     if micro < n_micro - 1:
                         with rt.no_sync(model):
                             loss = trainer.training_step(model, inputs)

@@ -145,6 +145,7 @@ class Trainer:
         self.current_gradient_accumulation_steps = args.gradient_accumulation_steps
         self._train_batch_size = args.train_batch_size
         self.is_in_train = False
+        self._flos_params = None  # non-embedding parameter count, for floating_point_ops
         self._past = None  # outputs[past_index] of the last step, fed back as `mems` (past_index >= 0)
         self._memory_tracker = MemoryTracker(args.skip_memory_metrics)
 
@@ -316,6 +317,7 @@ class Trainer:
         self._train_batch_size = batch_size
         if args.auto_find_batch_size and not self._user_optimizer:
             self.optimizer = self.lr_scheduler = None  # a retry at a smaller batch starts clean
+        self._flos_params = None
         loop = TrainingLoop(self, batch_size)
         train_dataloader = self.get_train_dataloader()
         loop.plan(train_dataloader)
@@ -404,6 +406,17 @@ class Trainer:
             loss = loss / self.current_gradient_accumulation_steps
         self.runtime.backward(loss)
         return loss.detach()
+
+    def floating_point_ops(self, inputs) -> float:
+        """Training FLOPs of one batch: 6 x tokens (``input_ids``) x non-embedding parameters; 0 without tokens."""
+        if not isinstance(inputs, Mapping) or "input_ids" not in inputs:
+            return 0.0
+        if self._flos_params is None:
+            self._flos_params = sum(
+                p.numel() for m in self.model.modules() if not isinstance(m, nn.Embedding)
+                for p in m.parameters(recurse=False)
+            )
+        return 6.0 * inputs["input_ids"].numel() * self._flos_params
 
     def _prepare_inputs(self, inputs):
         if self.args.past_index >= 0 and self._past is not None and isinstance(inputs, Mapping):

@@ -30,8 +30,8 @@ def test_checkpoint_files_and_contents(tmp_path):
                                                                           "checkpoint-15", "checkpoint-16"]
     assert not [n for n in os.listdir(out) if n.startswith(".tmp")]
     ckpt = out / "checkpoint-10"
-    assert sorted(os.listdir(ckpt)) == ["model.safetensors", "optimizer.pt", "rng_state.pth", "scheduler.pt",
-                                        "trainer_state.json", "training_args.json"]
+    assert sorted(os.listdir(ckpt)) == ["dataloader_state.pt", "loss_window.json", "model.safetensors", "optimizer.pt",
+                                        "rng_state.pth", "scheduler.pt", "trainer_state.json", "training_args.json"]
     state = json.loads((ckpt / "trainer_state.json").read_text())
     assert set(state) == HF_STATE_FIELDS
     assert state["global_step"] == 10 and state["save_steps"] == 5

@@ -67,7 +67,7 @@ def accuracy(pred):
 def test_tiny_bert_fine_tunes_saves_and_runs_in_pipeline(tmp_path):
     tokenizer = build_tokenizer(tmp_path)
     train_set, eval_set = tokenized(tokenizer, 192, 0), tokenized(tokenizer, 48, 1)
-    args = regression_args(tmp_path, learning_rate=2e-3, num_train_epochs=6, per_device_train_batch_size=16,
+    args = regression_args(tmp_path, learning_rate=2e-3, num_train_epochs=8, per_device_train_batch_size=16,
                            eval_strategy="epoch", logging_strategy="epoch", save_strategy="epoch",
                            save_total_limit=1, weight_decay=0.01, warmup_ratio=0.1)
     trainer = Trainer(tiny_bert(tokenizer), args, train_dataset=train_set, eval_dataset=eval_set,
@@ -76,7 +76,7 @@ def test_tiny_bert_fine_tunes_saves_and_runs_in_pipeline(tmp_path):
     train_output = trainer.train()
     n_params = sum(p.numel() for n, p in trainer.model.named_parameters() if "embeddings" not in n)
     tokens = sum(len(ids) for ids in train_set["input_ids"])  # dynamic padding: padded lengths are >= these
-    assert train_output.metrics["total_flos"] >= 6 * n_params * tokens * 6  # 6 epochs
+    assert train_output.metrics["total_flos"] >= 6 * n_params * tokens * 8  # 8 epochs
     assert trainer.state.total_flos == train_output.metrics["total_flos"]
     metrics = trainer.evaluate()
     assert metrics["eval_accuracy"] >= 0.9, metrics

@@ -146,6 +146,25 @@ class TrainingArguments:
         default=None,
         metadata=_help("Keep at most this many checkpoints; the best and the newest are never deleted."),
     )
+    save_only_model: bool = field(
+        default=False,
+        metadata=_help("Checkpoints hold the model only (no optimizer, scheduler, RNG or data state): smaller, "
+                       "but training cannot resume from them."),
+    )
+    save_on_each_node: bool = field(
+        default=False,
+        metadata=_help("In multi-node runs, write checkpoints on every node (for node-local disks), not only on "
+                       "the main one."),
+    )
+    save_on_interrupt: bool = field(
+        default=False,
+        metadata=_help("Treat Ctrl-C (SIGINT) like SIGTERM: finish the step, save a checkpoint and exit cleanly."),
+    )
+    resume_from_checkpoint: str | None = field(
+        default=None,
+        metadata=_help("Used by train() when it gets no resume_from_checkpoint: a checkpoint path, 'true' "
+                       "(newest complete checkpoint in output_dir) or 'auto' (resume if one exists, else start)."),
+    )
     seed: int = field(default=42, metadata=_help("Seed set before the model is built and training starts."))
     data_seed: int | None = field(
         default=None, metadata=_help("Seed of the data samplers' shuffling; defaults to seed.")

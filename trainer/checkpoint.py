@@ -2,9 +2,15 @@
 
 Layout of ``output_dir/checkpoint-{global_step}/`` (Hugging Face file names):
 ``model.safetensors`` (or the model's ``save_pretrained`` files), ``optimizer.pt``,
-``scheduler.pt``, ``scaler.pt`` (fp16), ``rng_state.pth``, ``trainer_state.json``,
-``training_args.json``. A checkpoint is written under ``.tmp-checkpoint-{step}``, every file
-fsynced, then renamed into place: only a directory with the final name is complete.
+``scheduler.pt``, ``scaler.pt`` (fp16), ``rng_state.pth`` (``rng_state_{rank}.pth`` in
+distributed runs), ``trainer_state.json``, ``training_args.json``, and ours:
+``dataloader_state.pt`` (``_{rank}``: the StatefulDataLoader position) and
+``loss_window.json`` (step losses since the last log, so resumed logs are bit-equal).
+
+A checkpoint is written under ``.tmp-checkpoint-{step}``, every file fsynced, then renamed into
+place: only a directory with the final name (holding ``trainer_state.json``) is complete.
+Deletion renames to ``.tmp-delete-...`` first, so a half-deleted checkpoint never keeps its
+name. Loading never unpickles objects: safetensors, JSON, ``torch.load(weights_only=True)``.
 """
 
 from __future__ import annotations
@@ -29,6 +35,9 @@ SCHEDULER_NAME = "scheduler.pt"
 SCALER_NAME = "scaler.pt"
 TRAINER_STATE_NAME = "trainer_state.json"
 TRAINING_ARGS_NAME = "training_args.json"
+LOSS_WINDOW_NAME = "loss_window.json"
+RNG_NAME = "rng_state.pth"
+DATALOADER_NAME = "dataloader_state.pt"
 _CHECKPOINT_RE = re.compile(rf"^{PREFIX_CHECKPOINT_DIR}-(\d+)$")
 
 
@@ -43,9 +52,28 @@ def list_checkpoints(output_dir: str) -> list[str]:
     found = []
     for name in os.listdir(output_dir):
         match = _CHECKPOINT_RE.match(name)
-        if match and os.path.isdir(os.path.join(output_dir, name)):
-            found.append((int(match.group(1)), os.path.join(output_dir, name)))
+        path = os.path.join(output_dir, name)
+        if match and os.path.isfile(os.path.join(path, TRAINER_STATE_NAME)):
+            found.append((int(match.group(1)), path))
     return [path for _, path in sorted(found)]
+
+
+def delete_checkpoint(path: str) -> None:
+    """Rename out of the checkpoint namespace first, then delete: never a half checkpoint with a final name."""
+    parent, name = os.path.split(path)
+    doomed = os.path.join(parent, f"{TMP_PREFIX}delete-{name}")
+    os.rename(path, doomed)
+    shutil.rmtree(doomed, ignore_errors=True)
+
+
+def remove_stale_temporaries(output_dir: str) -> None:
+    """Delete ``.tmp-*`` directories left by a run killed while saving or deleting."""
+    if not os.path.isdir(output_dir):
+        return
+    for name in os.listdir(output_dir):
+        if name.startswith(TMP_PREFIX + PREFIX_CHECKPOINT_DIR) or name.startswith(TMP_PREFIX + "delete-") or \
+                name.startswith(TMP_PREFIX + "old-"):
+            shutil.rmtree(os.path.join(output_dir, name), ignore_errors=True)
 
 
 def checkpoints_to_delete(checkpoints: list[str], limit: int | None, keep: set[str]) -> list[str]:
@@ -61,7 +89,7 @@ def rotate_checkpoints(output_dir: str, limit: int | None, best_checkpoint: str 
     deleted = checkpoints_to_delete(list_checkpoints(output_dir), limit, {best_checkpoint} if best_checkpoint else set())
     for path in deleted:
         logger.info("Deleting older checkpoint %s (save_total_limit=%s)", path, limit)
-        shutil.rmtree(path, ignore_errors=True)
+        delete_checkpoint(path)
     return deleted
 
 
@@ -99,13 +127,25 @@ def save_model_files(model: torch.nn.Module, directory: str, processing_class=No
     if processing_class is not None and hasattr(processing_class, "save_pretrained"):
         processing_class.save_pretrained(directory)
     if args is not None:
-        write_json(os.path.join(directory, TRAINING_ARGS_NAME), args.to_dict())
+        write_json(os.path.join(directory, TRAINING_ARGS_NAME), {**args.to_dict(), "_world_size": args.world_size})
+
+
+def rank_file(name: str, rank: int, world_size: int) -> str:
+    """``rng_state.pth`` in a single process, ``rng_state_{rank}.pth`` in distributed runs."""
+    if world_size <= 1:
+        return name
+    stem, ext = os.path.splitext(name)
+    return f"{stem}_{rank}{ext}"
 
 
 def rng_state() -> dict:
+    """The RNG states of python, numpy and torch (CPU and every CUDA device), as plain tensors and lists."""
+    version, mt_state, gauss = random.getstate()
+    np_name, np_keys, np_pos, np_has_gauss, np_gauss = np.random.get_state()
     state = {
-        "python": random.getstate(),
-        "numpy": np.random.get_state(),
+        "python": {"version": version, "state": list(mt_state), "gauss": gauss},
+        "numpy": {"name": np_name, "keys": torch.from_numpy(np_keys.astype(np.int64)), "pos": int(np_pos),
+                  "has_gauss": int(np_has_gauss), "gauss": float(np_gauss)},
         "cpu": torch.get_rng_state(),
     }
     if torch.cuda.is_available():
@@ -113,12 +153,48 @@ def rng_state() -> dict:
     return state
 
 
-def save_checkpoint(directory: str, *, model, optimizer, scheduler, scaler, state, args, processing_class=None,
-                    save_only_model: bool = False) -> str:
-    """Write a complete checkpoint at ``directory`` atomically; returns ``directory``."""
+def restore_rng_state(state: dict) -> None:
+    py = state["python"]
+    random.setstate((py["version"], tuple(py["state"]), py["gauss"]))
+    npy = state["numpy"]
+    np.random.set_state((npy["name"], npy["keys"].numpy().astype(np.uint32), npy["pos"], npy["has_gauss"],
+                         npy["gauss"]))
+    torch.set_rng_state(state["cpu"])
+    if "cuda" in state and torch.cuda.is_available():
+        cuda_states = state["cuda"]
+        if len(cuda_states) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(cuda_states)
+        else:
+            logger.warning("The checkpoint has CUDA RNG states for %d devices, this machine has %d: not restored",
+                           len(cuda_states), torch.cuda.device_count())
+
+
+def safe_torch_load(path: str, what: str):
+    """``torch.load(weights_only=True)``: tensors and plain containers only, never arbitrary objects."""
+    import pickle
+
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, AttributeError, TypeError, ValueError) as e:
+        raise ValueError(
+            f"refusing to load {what} from {path}: it holds more than tensors and plain containers "
+            f"(weights_only load failed: {str(e).splitlines()[0]}). A checkpoint written by this Trainer never does; "
+            "the file may have been tampered with or written by other code"
+        ) from e
+
+
+def begin_checkpoint(directory: str) -> str:
+    """Create (empty) the temporary directory a checkpoint is written into; returns it."""
     parent, name = os.path.split(directory)
     tmp = os.path.join(parent, TMP_PREFIX + name)
     shutil.rmtree(tmp, ignore_errors=True)
+    os.makedirs(tmp)
+    return tmp
+
+
+def write_main_files(tmp: str, *, model, optimizer, scheduler, scaler, state, args, processing_class=None,
+                     loss_window: dict | None = None, save_only_model: bool = False) -> None:
+    """Files written once per checkpoint: weights, args, state, optimizer/scheduler/scaler."""
     save_model_files(model, tmp, processing_class, args)
     if not save_only_model:
         torch.save(optimizer.state_dict(), os.path.join(tmp, OPTIMIZER_NAME))
@@ -126,8 +202,21 @@ def save_checkpoint(directory: str, *, model, optimizer, scheduler, scaler, stat
             torch.save(scheduler.state_dict(), os.path.join(tmp, SCHEDULER_NAME))
         if scaler is not None:
             torch.save(scaler.state_dict(), os.path.join(tmp, SCALER_NAME))
-        torch.save(rng_state(), os.path.join(tmp, "rng_state.pth"))
+        if loss_window is not None:
+            write_json(os.path.join(tmp, LOSS_WINDOW_NAME), loss_window)
     state.save_to_json(os.path.join(tmp, TRAINER_STATE_NAME))
+
+
+def write_rank_files(tmp: str, rank: int, world_size: int, dataloader_state: dict | None) -> None:
+    """Files every process writes: its RNG state and its dataloader position."""
+    torch.save(rng_state(), os.path.join(tmp, rank_file(RNG_NAME, rank, world_size)))
+    if dataloader_state is not None:
+        torch.save(dataloader_state, os.path.join(tmp, rank_file(DATALOADER_NAME, rank, world_size)))
+
+
+def finish_checkpoint(tmp: str, directory: str) -> str:
+    """fsync everything, then rename into place (replacing a checkpoint of the same step)."""
+    parent, name = os.path.split(directory)
     _fsync_tree(tmp)
     if os.path.exists(directory):  # saved again at the same step: swap the old one out
         old = os.path.join(parent, TMP_PREFIX + "old-" + name)
@@ -151,7 +240,10 @@ def load_model_weights(model: torch.nn.Module, directory: str) -> None:
             f"{directory} has no {WEIGHTS_NAME}; it is not a checkpoint written by this Trainer "
             f"(files: {sorted(os.listdir(directory)) if os.path.isdir(directory) else 'directory missing'})"
         )
-    missing, unexpected = load_model(model, path, strict=False)
+    try:
+        missing, unexpected = load_model(model, path, strict=False)
+    except RuntimeError as e:  # shapes differ
+        raise ValueError(f"the weights in {path} do not fit {type(model).__name__}: {e}") from e
     if missing or unexpected:
         raise ValueError(
             f"the weights in {path} do not fit {type(model).__name__}: missing keys {sorted(missing)}, "

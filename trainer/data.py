@@ -10,6 +10,8 @@ from __future__ import annotations
 import inspect
 import logging
 import math
+import operator
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -18,6 +20,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset, Sampler
 
 logger = logging.getLogger(__name__)
+# torchdata 0.11 calls a deprecated torch API at every iterator creation
+warnings.filterwarnings("ignore", message="'set_vital' is deprecated")
 
 
 # -- collators ----------------------------------------------------------------------------
@@ -81,6 +85,10 @@ class EpochSeededSampler(Sampler[int]):
 
     The index list is padded by repeating its start so every rank gets the same count
     (dropped instead with ``drop_last``). Call ``set_epoch`` before each epoch.
+
+    Stateful (torchdata's protocol): ``state_dict()`` is ``{"epoch", "yielded"}``, read from the
+    running list iterator in O(1); after ``load_state_dict`` the next iteration starts at
+    ``yielded``, so a resume at any position costs the same.
     """
 
     def __init__(self, num_samples: int, seed: int, shuffle: bool = True, num_replicas: int = 1,
@@ -96,9 +104,25 @@ class EpochSeededSampler(Sampler[int]):
             self.per_rank = num_samples // num_replicas
         else:
             self.per_rank = math.ceil(num_samples / num_replicas)
+        self._skip = 0  # samples to skip at the next iteration (set by load_state_dict)
+        self._offset = 0
+        self._iter = None
+        self._iter_len = 0
 
     def set_epoch(self, epoch: int) -> None:
+        if epoch != self.epoch:
+            self._skip = 0
         self.epoch = epoch
+
+    def state_dict(self) -> dict:
+        if self._iter is None:
+            return {"epoch": self.epoch, "yielded": self._skip}
+        return {"epoch": self.epoch, "yielded": self._offset + self._iter_len - operator.length_hint(self._iter)}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.epoch = int(state["epoch"])
+        self._skip = int(state["yielded"])
+        self._iter = None
 
     def indices(self) -> list[int]:
         if self.shuffle:
@@ -110,7 +134,11 @@ class EpochSeededSampler(Sampler[int]):
         return _shard(order, self.per_rank, self.num_replicas, self.rank)
 
     def __iter__(self):
-        return iter(self.indices())
+        self._offset, self._skip = self._skip, 0
+        rest = self.indices()[self._offset :]
+        self._iter_len = len(rest)
+        self._iter = iter(rest)
+        return self._iter
 
     def __len__(self) -> int:
         return self.per_rank
@@ -246,6 +274,22 @@ def remove_unused_columns(dataset, model: torch.nn.Module, label_names: list[str
 
 
 # -- dataloaders --------------------------------------------------------------------------
+def seed_worker(worker_id: int) -> None:
+    """Seed python's ``random`` and numpy in a dataloader worker from its torch seed."""
+    import random
+
+    seed = torch.initial_seed() % 2**32
+    random.seed(seed)
+    np.random.seed(seed)
+
+
+def _stateful_dataloader_class():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from torchdata.stateful_dataloader import StatefulDataLoader
+    return StatefulDataLoader
+
+
 def build_dataloader(
     dataset: Dataset,
     *,
@@ -257,7 +301,13 @@ def build_dataloader(
     num_replicas: int = 1,
     rank: int = 0,
 ) -> DataLoader:
-    """A DataLoader with the sampler the arguments ask for (shuffled only for training)."""
+    """A DataLoader with the sampler the arguments ask for (shuffled only for training).
+
+    Training data goes through torchdata's StatefulDataLoader, whose ``state_dict`` is saved in
+    checkpoints; it has its own generator, reseeded from ``(epoch_seed, epoch)`` by
+    :func:`set_dataloader_epoch`, so creating an iterator never draws from the global RNG and
+    worker seeds depend on the epoch only.
+    """
     common = {
         "batch_size": batch_size,
         "collate_fn": collate_fn,
@@ -266,10 +316,16 @@ def build_dataloader(
         "persistent_workers": args.dataloader_persistent_workers,
         "drop_last": args.dataloader_drop_last and train,
     }
+    loader_class = DataLoader
+    if train:
+        loader_class = _stateful_dataloader_class()
+        generator = torch.Generator()
+        generator.manual_seed(epoch_seed)
+        common.update(generator=generator, worker_init_fn=seed_worker)
     if isinstance(dataset, IterableDataset):
         if num_replicas > 1:
             dataset = IterableDatasetShard(dataset, num_replicas, rank)
-        return DataLoader(dataset, **common)
+        return _tag(loader_class(dataset, **common), epoch_seed)
     if train and args.group_by_length:
         sampler = LengthGroupedSampler(
             sample_lengths(dataset, args.length_column_name), batch_size, epoch_seed, num_replicas, rank
@@ -278,14 +334,22 @@ def build_dataloader(
         sampler = EvalShardSampler(len(dataset), batch_size, num_replicas, rank)
     else:
         sampler = EpochSeededSampler(len(dataset), epoch_seed, shuffle=train, num_replicas=num_replicas, rank=rank)
-    return DataLoader(dataset, sampler=sampler, **common)
+    return _tag(loader_class(dataset, sampler=sampler, **common), epoch_seed)
+
+
+def _tag(loader: DataLoader, epoch_seed: int) -> DataLoader:
+    loader.epoch_seed = epoch_seed
+    return loader
 
 
 def set_dataloader_epoch(dataloader: DataLoader, epoch: int) -> None:
-    """Tell the sampler (or iterable dataset) which epoch starts, for its seeded order."""
+    """Tell the sampler (or iterable dataset) which epoch starts; reseed the loader's generator."""
     for holder in (getattr(dataloader, "sampler", None), getattr(dataloader, "dataset", None)):
         if hasattr(holder, "set_epoch"):
             holder.set_epoch(epoch)
+    generator = getattr(dataloader, "generator", None)
+    if generator is not None and hasattr(dataloader, "epoch_seed"):
+        generator.manual_seed(dataloader.epoch_seed + epoch)
 
 
 def has_length(dataloader) -> bool:

@@ -8,6 +8,7 @@ syncs (``.item()``) only when a log, an evaluation or a save is due.
 
 from __future__ import annotations
 
+import logging
 import math
 import sys
 import time
@@ -18,12 +19,16 @@ import torch
 from callbacks import TrainerState
 
 from .arguments import resolve_steps
+from .checkpoint import restore_rng_state
 from .data import has_length, model_input_names, set_dataloader_epoch
 from .evaluation import EvalLoopOutput, EvalPrediction, PredictionAccumulator, denumpify, prefix_metrics
+from .preemption import PreemptionHandler
 from .run_metrics import speed_metrics
 
 if TYPE_CHECKING:  # pragma: no cover
     from .trainer import Trainer
+
+logger = logging.getLogger(__name__)
 
 _FOLD_EVERY = 1024  # pending step losses folded into one tensor past this many (bounded memory)
 
@@ -51,6 +56,21 @@ class LossWindow:
             mean_finite = torch.where(finite, losses, 0).sum() / finite.sum().clamp(min=1)
             losses = torch.where(finite, losses, mean_finite)
         return losses.sum()
+
+    def state_dict(self) -> dict:
+        """Plain numbers (syncs; called only when saving a checkpoint)."""
+        return {
+            "pending": [t.item() for t in self.pending],
+            "dtype": str(self.pending[0].dtype).replace("torch.", "") if self.pending else "float32",
+            "folded": self.folded.item(),
+            "total": self.total.item(),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        dtype = getattr(torch, state["dtype"])
+        self.pending = [torch.tensor(v, dtype=dtype, device=self.device) for v in state["pending"]]
+        self.folded = torch.tensor(state["folded"], dtype=torch.float32, device=self.device)
+        self.total = torch.tensor(state["total"], dtype=torch.float32, device=self.device)
 
     def take(self) -> torch.Tensor:
         """Sum of the window (device tensor) and reset it."""
@@ -109,8 +129,39 @@ class TrainingLoop:
         state.epoch = 0.0
         return state
 
+    # -- resume ---------------------------------------------------------------------------
+    def start_position(self, resume) -> tuple[int, int]:
+        """``(epoch, update step within it)`` to start from; (0, 0) for a new run."""
+        if resume is None:
+            return 0, 0
+        step = resume.state.global_step
+        if self.updates_per_epoch is None:  # iterable dataset: epochs count completed passes
+            return int(resume.state.epoch or 0), 0
+        return step // self.updates_per_epoch, step % self.updates_per_epoch
+
+    def _open_first_epoch(self, dataloader, epoch: int, update: int, resume):
+        """The iterator of the first epoch of this call, at the saved data position when resuming."""
+        args = self.args
+        mid_epoch = update > 0 or self.updates_per_epoch is None  # an iterable's position is always restored
+        if resume is not None and mid_epoch:
+            if args.ignore_data_skip:
+                logger.info("Resuming at epoch %d step %d; ignore_data_skip=True: the epoch's data starts over",
+                            epoch, update)
+            elif resume.dataloader is None:
+                logger.warning("%s has no dataloader state: the epoch's data starts over", resume.path)
+            else:
+                dataloader.load_state_dict(resume.dataloader)
+                dataset = getattr(dataloader, "dataset", None)
+                if isinstance(dataset, torch.utils.data.IterableDataset) and not hasattr(dataset, "state_dict"):
+                    logger.warning("Resuming: the IterableDataset has no state_dict, so its batches before the "
+                                   "checkpoint are replayed (read and dropped)")
+                else:
+                    logger.info("Resuming at epoch %d step %d: data position restored from the dataloader state "
+                                "(no batch replayed)", epoch, update)
+        return iter(dataloader)
+
     # -- the loop -------------------------------------------------------------------------
-    def run(self, dataloader) -> dict:
+    def run(self, dataloader, resume=None) -> dict:
         trainer, args = self.trainer, self.args
         rt, handler = trainer.runtime, trainer.callback_handler
         state, control = trainer.state, trainer.control
@@ -129,90 +180,120 @@ class TrainingLoop:
         count_flos = "input_ids" in model_input_names(trainer.model, []) or (
             type(trainer).floating_point_ops is not BaseTrainer.floating_point_ops
         )
+        preemption = PreemptionHandler(args.save_on_interrupt)
+        self.dataloader = dataloader
         self.window = LossWindow(args.logging_nan_inf_filter, rt.device)
         self.last_logged_step = state.global_step
         self.grad_norm = None
+        self.preempted = False
+        first_epoch, update = self.start_position(resume)
+        if resume is not None:
+            if resume.loss_window is not None:
+                self.window.load_state_dict(resume.loss_window)
+                self.last_logged_step = resume.loss_window.get("last_logged_step", state.global_step)
         start_step = state.global_step
         start_time = time.perf_counter()
 
         control = handler.on_train_begin(args, state, control)
-        for epoch in range(self.num_epochs):
-            set_dataloader_epoch(dataloader, epoch)
-            model.train()
-            trainer._past = None
-            control = handler.on_epoch_begin(args, state, control)
-            iterator = iter(dataloader)
-            update = 0
-            while self.updates_per_epoch is None or update < self.updates_per_epoch:
-                if self.batches_per_epoch is None:
-                    n_micro = accum
+        preemption.install()
+        try:
+            for epoch in range(first_epoch, self.num_epochs):
+                set_dataloader_epoch(dataloader, epoch)
+                model.train()
+                trainer._past = None
+                control = handler.on_epoch_begin(args, state, control)
+                if epoch == first_epoch:
+                    iterator = self._open_first_epoch(dataloader, epoch, update, resume)
+                    if resume is not None and resume.rng is not None:
+                        restore_rng_state(resume.rng)  # after the iterator exists, before the first step
                 else:
-                    n_micro = min(accum, self.batches_per_epoch - update * accum)
-                inputs = next(iterator, None)
-                if inputs is None:  # iterable dataset exhausted
-                    break
-                trainer.current_gradient_accumulation_steps = n_micro
-                control = handler.on_step_begin(args, state, control)
-                for micro in range(n_micro):
-                    if micro:
-                        inputs = next(iterator, None)
-                        if inputs is None:
-                            break
-                    if count_flos:
-                        state.total_flos += trainer.floating_point_ops(inputs)
-                    if micro < n_micro - 1:
-                        with rt.no_sync(model):
-                            loss = trainer.training_step(model, inputs)
-                        self.window.add(loss)
-                        control = handler.on_substep_end(args, state, control)
+                    iterator = iter(dataloader)
+                    update = 0
+                while self.updates_per_epoch is None or update < self.updates_per_epoch:
+                    if self.batches_per_epoch is None:
+                        n_micro = accum
                     else:
-                        loss = trainer.training_step(model, inputs)
-                        self.window.add(loss)
-                if clip:
-                    self.grad_norm = rt.clip_grad_norm(params, args.max_grad_norm)
-                control = handler.on_pre_optimizer_step(args, state, control)
-                optimizer.step()
-                control = handler.on_optimizer_step(args, state, control)
-                if step_scheduler and not (check_skipped and optimizer.step_was_skipped):
-                    scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
-                update += 1
-                state.global_step += 1
-                # an iterable dataset's length is unknown: its epoch counts completed passes
-                state.epoch = epoch + update / self.updates_per_epoch if self.updates_per_epoch else float(epoch)
-                control = handler.on_step_end(args, state, control)
+                        n_micro = min(accum, self.batches_per_epoch - update * accum)
+                    inputs = next(iterator, None)
+                    if inputs is None:  # iterable dataset exhausted
+                        break
+                    trainer.current_gradient_accumulation_steps = n_micro
+                    control = handler.on_step_begin(args, state, control)
+                    for micro in range(n_micro):
+                        if micro:
+                            inputs = next(iterator, None)
+                            if inputs is None:
+                                break
+                        if count_flos:
+                            state.total_flos += trainer.floating_point_ops(inputs)
+                        if micro < n_micro - 1:
+                            with rt.no_sync(model):
+                                loss = trainer.training_step(model, inputs)
+                            self.window.add(loss)
+                            control = handler.on_substep_end(args, state, control)
+                        else:
+                            loss = trainer.training_step(model, inputs)
+                            self.window.add(loss)
+                    if clip:
+                        self.grad_norm = rt.clip_grad_norm(params, args.max_grad_norm)
+                    control = handler.on_pre_optimizer_step(args, state, control)
+                    optimizer.step()
+                    control = handler.on_optimizer_step(args, state, control)
+                    if step_scheduler and not (check_skipped and optimizer.step_was_skipped):
+                        scheduler.step()
+                    optimizer.zero_grad(set_to_none=True)
+                    update += 1
+                    state.global_step += 1
+                    # an iterable dataset's length is unknown: its epoch counts completed passes
+                    state.epoch = epoch + update / self.updates_per_epoch if self.updates_per_epoch else float(epoch)
+                    control = handler.on_step_end(args, state, control)
+                    if control.should_log or control.should_evaluate or control.should_save:
+                        trainer.control = control
+                        self.log_evaluate_save(model)
+                        control = trainer.control
+                    if preemption.requested if not rt.distributed else rt.reduce_any(preemption.requested):
+                        self.preempted = True
+                        trainer.control = control
+                        if trainer.last_saved_step != state.global_step:
+                            trainer.save_training_checkpoint()
+                        control = trainer.control
+                        control.should_training_stop = True
+                        break
+                    if control.should_epoch_stop or control.should_training_stop:
+                        break
+                if self.preempted:
+                    break
+                if self.updates_per_epoch is None:
+                    if update == 0:
+                        raise ValueError(
+                            "the training dataloader yielded no batch in an epoch: the dataset is empty (or smaller "
+                            "than one batch with dataloader_drop_last=True)"
+                        )
+                    if not control.should_training_stop:  # the pass ran to its end
+                        state.epoch = float(epoch + 1)
+                control = handler.on_epoch_end(args, state, control)
+                trainer.control = control
                 if control.should_log or control.should_evaluate or control.should_save:
-                    trainer.control = control
                     self.log_evaluate_save(model)
                     control = trainer.control
-                if control.should_epoch_stop or control.should_training_stop:
+                if control.should_training_stop:
                     break
-            if self.updates_per_epoch is None:
-                if update == 0:
-                    raise ValueError(
-                        "the training dataloader yielded no batch in an epoch: the dataset is empty (or smaller "
-                        "than one batch with dataloader_drop_last=True)"
-                    )
-                if not control.should_training_stop:  # the pass ran to its end
-                    state.epoch = float(epoch + 1)
-            control = handler.on_epoch_end(args, state, control)
-            trainer.control = control
-            if control.should_log or control.should_evaluate or control.should_save:
-                self.log_evaluate_save(model)
-                control = trainer.control
-            if control.should_training_stop:
-                break
+        finally:
+            preemption.uninstall()
         trainer.control = control
 
         steps_done = state.global_step - start_step
         self.window.take()
-        train_loss = (self.window.total.item() / steps_done) if steps_done else 0.0
+        train_loss = (self.window.total.item() / state.global_step) if state.global_step else 0.0
         metrics = speed_metrics(
             "train", start_time, num_samples=steps_done * self.total_batch_size, num_steps=steps_done
         )
         metrics["total_flos"] = float(state.total_flos)
         metrics["train_loss"] = train_loss
         return metrics
+
+    def checkpoint_loss_window(self) -> dict:
+        return {**self.window.state_dict(), "last_logged_step": self.last_logged_step}
 
     # -- log / evaluate / save ------------------------------------------------------------
     def log_evaluate_save(self, model) -> None:

@@ -43,6 +43,7 @@ from .data import (
 from .evaluation import EvalLoopOutput, LabelSmoother, PredictionOutput, TrainOutput, nested_detach
 from .loops import TrainingLoop, evaluation_loop
 from .optim import create_optimizer, get_scheduler, num_warmup_steps
+from .resume import read_checkpoint, resolve_checkpoint, restore_callback_states, warn_changed_arguments
 from .run_metrics import MemoryTracker, speed_metrics
 from .runtime import Runtime, configure_logging, set_seed
 
@@ -139,6 +140,8 @@ class Trainer:
         if self.optimizer is None and self.lr_scheduler is not None:
             raise ValueError("optimizers=(None, scheduler): pass the optimizer the scheduler was built on too")
         self._user_optimizer = self.optimizer is not None
+        self._resume_path = None
+        self.last_saved_step = None
         self.label_names = args.label_names or find_label_names(model)
         self.label_smoother = LabelSmoother(args.label_smoothing_factor) if args.label_smoothing_factor else None
         self._compute_loss_takes_num_items = _accepts_kwarg(self.compute_loss, "num_items_in_batch")
@@ -266,14 +269,23 @@ class Trainer:
 
     # -- training -------------------------------------------------------------------------
     def train(self, resume_from_checkpoint: str | bool | None = None, trial=None, **kwargs) -> TrainOutput:
-        """Train; returns ``TrainOutput(global_step, training_loss, metrics)``."""
+        """Train; returns ``TrainOutput(global_step, training_loss, metrics)``.
+
+        ``resume_from_checkpoint``: a checkpoint path, ``True`` (the newest complete checkpoint in
+        output_dir) or ``"auto"`` (resume if there is one, else start); defaults to
+        ``args.resume_from_checkpoint``. The resumed run continues bit-for-bit as if it had never
+        stopped. On SIGTERM (SIGINT with ``save_on_interrupt``) training saves a checkpoint and the
+        process exits with status 0.
+        """
         if kwargs:
             raise TypeError(f"train() got unexpected keyword arguments: {sorted(kwargs)}")
-        if resume_from_checkpoint not in (None, False):
-            raise NotImplementedError("resume_from_checkpoint is not supported yet")
         args = self.args
         args.validate()
-        self._prepare_output_dir()
+        if resume_from_checkpoint is None:
+            resume_from_checkpoint = args.resume_from_checkpoint
+        self._resume_path = resolve_checkpoint(resume_from_checkpoint, args.output_dir)
+        if self._resume_path is None:
+            self._prepare_output_dir()
         self.is_in_train = True
         self._memory_tracker.start()
         if self.model_init is not None:
@@ -326,13 +338,22 @@ class Trainer:
                 f"the training dataloader has no batch: {len(train_dataloader.dataset)} samples, batch size "
                 f"{batch_size}, dataloader_drop_last={args.dataloader_drop_last}"
             )
+        resume = None
+        if self._resume_path is not None:
+            resume = read_checkpoint(self._resume_path, self.runtime.process_index, self.runtime.num_processes)
+            ckpt.load_model_weights(self.model, self._resume_path)
         self.state = loop.new_state()
         self.control = TrainerControl()
+        self.last_saved_step = None
+        if resume is not None:
+            self._restore_state(resume, loop)
         if args.gradient_checkpointing:
             self.model.gradient_checkpointing_enable(
                 gradient_checkpointing_kwargs=args.gradient_checkpointing_kwargs or {"use_reentrant": False}
             )
         self.create_optimizer_and_scheduler(loop.max_steps)
+        if resume is not None:
+            self._restore_optimization(resume)
         model = self.runtime.prepare_model(self.model)
         self.optimizer = self.runtime.prepare_optimizer(self.optimizer) if self.runtime.scaler else self.optimizer
         if args.torch_compile:
@@ -351,8 +372,9 @@ class Trainer:
             self.runtime.num_processes,
             loop.max_steps,
         )
-        metrics = loop.run(train_dataloader)
-        if args.load_best_model_at_end and self.state.best_model_checkpoint is not None:
+        self._loop = loop
+        metrics = loop.run(train_dataloader, resume)
+        if args.load_best_model_at_end and not loop.preempted and self.state.best_model_checkpoint is not None:
             self.runtime.wait_for_everyone()
             logger.info("Loading the best model from %s (%s=%s)", self.state.best_model_checkpoint,
                         args.metric_for_best_model, self.state.best_metric)
@@ -363,7 +385,39 @@ class Trainer:
         if self.is_world_process_zero():
             ckpt.rotate_checkpoints(args.output_dir, args.save_total_limit, self.state.best_model_checkpoint)
         self.control = handler.on_train_end(args, self.state, self.control)
+        if loop.preempted:
+            logger.warning("Training stopped by a preemption signal at step %d; checkpoint %s is complete. Exiting.",
+                           self.state.global_step, ckpt.checkpoint_dir(args.output_dir, self.state.global_step))
+            raise SystemExit(0)
         return TrainOutput(self.state.global_step, metrics["train_loss"], metrics)
+
+    def _restore_state(self, resume, loop: TrainingLoop) -> None:
+        """Trainer state and callback states from a checkpoint; current sizes and intervals kept."""
+        saved = resume.state
+        state = self.state
+        for name in ("epoch", "global_step", "total_flos", "log_history", "best_metric", "best_global_step",
+                     "best_model_checkpoint", "num_input_tokens_seen", "trial_name", "trial_params",
+                     "stateful_callbacks"):
+            setattr(state, name, getattr(saved, name))
+        if state.global_step >= state.max_steps:
+            logger.warning("The checkpoint is at step %d, max_steps is %d: nothing left to train",
+                           state.global_step, state.max_steps)
+        warn_changed_arguments(resume.saved_args, self.args, self.runtime.num_processes,
+                               resume.saved_args.get("_world_size") if resume.saved_args else None)
+        restore_callback_states(dict(saved.stateful_callbacks), self.callback_handler.callbacks, self.control)
+        self.control._new_training()
+        self.control._new_step()
+
+    def _restore_optimization(self, resume) -> None:
+        try:
+            self.optimizer.load_state_dict(resume.optimizer)
+        except (ValueError, KeyError) as e:
+            raise ValueError(f"the optimizer state in {resume.path} does not fit this model/optimizer "
+                             f"({type(self.optimizer).__name__}): {e}") from e
+        if resume.scheduler is not None and self.lr_scheduler is not None:
+            self.lr_scheduler.load_state_dict(resume.scheduler)
+        if resume.scaler is not None and self.runtime.scaler is not None:
+            self.runtime.scaler.load_state_dict(resume.scaler)
 
     def compute_loss(self, model: nn.Module, inputs, return_outputs: bool = False, num_items_in_batch=None):
         """The loss of one batch; with ``return_outputs`` also the model outputs."""
@@ -454,26 +508,41 @@ class Trainer:
         return better
 
     def save_training_checkpoint(self) -> str:
-        """Write ``checkpoint-{global_step}`` (main process), rotate, fire on_save."""
-        args = self.args
+        """Write ``checkpoint-{global_step}`` atomically, rotate, fire on_save.
+
+        The writer (main process, or each node's main with ``save_on_each_node``) writes the
+        shared files into a temporary directory; every process adds its RNG and data position;
+        the writer fsyncs and renames it into place.
+        """
+        args, rt = self.args, self.runtime
         path = ckpt.checkpoint_dir(args.output_dir, self.state.global_step)
         if self.state.best_global_step == self.state.global_step:
             self.state.best_model_checkpoint = path
         self.state.record_callback_states(self.callback_handler.callbacks + [self.control])
-        if self.is_world_process_zero():
+        writer = rt.is_local_main_process if args.save_on_each_node else rt.is_main_process
+        loop = getattr(self, "_loop", None)
+        dataloader_state = loop.dataloader.state_dict() if loop is not None and not args.save_only_model else None
+        loss_window = loop.checkpoint_loss_window() if loop is not None else None
+        tmp = None
+        if writer:
             os.makedirs(args.output_dir, exist_ok=True)
-            ckpt.save_checkpoint(
-                path,
-                model=self.runtime.unwrap(self.model_wrapped),
-                optimizer=self.optimizer,
-                scheduler=self.lr_scheduler,
-                scaler=self.runtime.scaler,
-                state=self.state,
-                args=args,
-                processing_class=self.processing_class,
+            ckpt.remove_stale_temporaries(args.output_dir)
+            tmp = ckpt.begin_checkpoint(path)
+            ckpt.write_main_files(
+                tmp, model=rt.unwrap(self.model_wrapped), optimizer=self.optimizer, scheduler=self.lr_scheduler,
+                scaler=rt.scaler, state=self.state, args=args, processing_class=self.processing_class,
+                loss_window=loss_window, save_only_model=args.save_only_model,
             )
+        rt.wait_for_everyone()
+        if not args.save_only_model:
+            tmp_dir = os.path.join(args.output_dir, ckpt.TMP_PREFIX + os.path.basename(path))
+            ckpt.write_rank_files(tmp_dir, rt.process_index, rt.num_processes, dataloader_state)
+        rt.wait_for_everyone()
+        if writer:
+            ckpt.finish_checkpoint(tmp, path)
             ckpt.rotate_checkpoints(args.output_dir, args.save_total_limit, self.state.best_model_checkpoint)
-        self.runtime.wait_for_everyone()
+        rt.wait_for_everyone()
+        self.last_saved_step = self.state.global_step
         self.control = self.callback_handler.on_save(args, self.state, self.control)
         return path
 

@@ -1,0 +1,146 @@
+"""Resuming: which checkpoint, what it holds, and putting it back into a run.
+
+``resume_from_checkpoint`` takes a path, ``True`` (the newest complete checkpoint in
+``output_dir``; an error if there is none) or ``"auto"`` (the newest if any, else a fresh start).
+Everything is read before anything is changed, so a bad checkpoint fails early with a message
+naming the file and the fix. Nothing is unpickled: safetensors, JSON and
+``torch.load(weights_only=True)`` only.
+
+Order that makes a resumed run continue bit-for-bit (see DESIGN.md):
+model weights -> optimizer/scheduler/scaler -> trainer state and callbacks -> data position
+(dataloader state, loaded before the resumed epoch's iterator is created) -> RNG, restored
+right after that iterator exists and before the first resumed step.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass
+
+from callbacks import ExportableState, TrainerState
+
+from . import checkpoint as ckpt
+
+logger = logging.getLogger(__name__)
+
+# Arguments whose change makes a resumed run differ from the one it continues.
+TRAJECTORY_ARGS = (
+    "per_device_train_batch_size", "gradient_accumulation_steps", "learning_rate", "lr_scheduler_type",
+    "warmup_steps", "warmup_ratio", "weight_decay", "optim", "seed", "data_seed", "max_grad_norm",
+    "num_train_epochs", "max_steps", "group_by_length", "dataloader_drop_last",
+)
+
+
+def resolve_checkpoint(value, output_dir: str) -> str | None:
+    """The checkpoint directory ``resume_from_checkpoint`` designates, or None for a fresh start."""
+    if value is None or value is False or (isinstance(value, str) and value.lower() in ("", "false", "none")):
+        return None
+    if value is True or (isinstance(value, str) and value.lower() in ("true", "auto")):
+        found = ckpt.list_checkpoints(output_dir)
+        if found:
+            return found[-1]
+        if isinstance(value, str) and value.lower() == "auto":
+            logger.info("resume_from_checkpoint='auto': no checkpoint in %s, starting a new run", output_dir)
+            return None
+        raise ValueError(
+            f"resume_from_checkpoint=True, but output_dir={output_dir!r} holds no complete checkpoint "
+            "(a checkpoint-N directory with trainer_state.json): pass a checkpoint path, or 'auto' to start fresh "
+            "when there is none"
+        )
+    path = os.fspath(value)
+    if not os.path.isdir(path):
+        raise FileNotFoundError(f"resume_from_checkpoint={path!r}: no such directory")
+    if not os.path.isfile(os.path.join(path, ckpt.TRAINER_STATE_NAME)):
+        raise ValueError(
+            f"resume_from_checkpoint={path!r} is not a checkpoint: it has no {ckpt.TRAINER_STATE_NAME} "
+            f"(it holds {sorted(os.listdir(path))}); pass a checkpoint-N directory written by train()"
+        )
+    return path
+
+
+@dataclass
+class ResumePoint:
+    """What a checkpoint holds, read and checked before the run changes anything."""
+
+    path: str
+    state: TrainerState
+    optimizer: dict
+    scheduler: dict | None
+    scaler: dict | None
+    rng: dict | None
+    dataloader: dict | None
+    loss_window: dict | None
+    saved_args: dict | None
+
+
+def read_checkpoint(path: str, rank: int, world_size: int) -> ResumePoint:
+    """Read every resumable part of ``path`` (this rank's RNG and data position included)."""
+    def optional(name: str, loader):
+        full = os.path.join(path, name)
+        return loader(full) if os.path.exists(full) else None
+
+    state = TrainerState.load_from_json(os.path.join(path, ckpt.TRAINER_STATE_NAME))
+    if not os.path.exists(os.path.join(path, ckpt.OPTIMIZER_NAME)):
+        raise ValueError(
+            f"{path} holds no {ckpt.OPTIMIZER_NAME}: it was saved with save_only_model=True (or is not a training "
+            "checkpoint) and cannot resume training; load its weights into a model and train() without "
+            "resume_from_checkpoint instead"
+        )
+    optimizer = ckpt.safe_torch_load(os.path.join(path, ckpt.OPTIMIZER_NAME), "the optimizer state")
+    scheduler = optional(ckpt.SCHEDULER_NAME, lambda p: ckpt.safe_torch_load(p, "the scheduler state"))
+    scaler = optional(ckpt.SCALER_NAME, lambda p: ckpt.safe_torch_load(p, "the gradient scaler state"))
+    rng_name = ckpt.rank_file(ckpt.RNG_NAME, rank, world_size)
+    rng = optional(rng_name, lambda p: ckpt.safe_torch_load(p, "the RNG state"))
+    if rng is None:
+        logger.warning("%s has no %s: RNG states are not restored, the resumed run will not be bit-exact",
+                       path, rng_name)
+    dataloader = optional(ckpt.rank_file(ckpt.DATALOADER_NAME, rank, world_size),
+                          lambda p: ckpt.safe_torch_load(p, "the dataloader state"))
+    loss_window = optional(ckpt.LOSS_WINDOW_NAME, _read_json)
+    saved_args = optional(ckpt.TRAINING_ARGS_NAME, _read_json)
+    return ResumePoint(path, state, optimizer, scheduler, scaler, rng, dataloader, loss_window, saved_args)
+
+
+def _read_json(path: str):
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def changed_arguments(saved: dict | None, args) -> dict:
+    """``{name: (saved, now)}`` for the trajectory arguments that differ from the checkpoint's."""
+    if not saved:
+        return {}
+    now = args.to_dict()
+    return {k: (saved[k], now[k]) for k in TRAJECTORY_ARGS if k in saved and saved[k] != now[k]}
+
+
+def warn_changed_arguments(saved: dict | None, args, world_size: int, saved_world_size: int | None) -> dict:
+    changed = changed_arguments(saved, args)
+    if saved_world_size is not None and saved_world_size != world_size:
+        changed["world_size"] = (saved_world_size, world_size)
+    if changed:
+        listed = ", ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in changed.items())
+        logger.warning("Resuming with arguments that differ from the checkpoint's (%s): the run continues, but "
+                       "will not match the one that was interrupted", listed)
+    return changed
+
+
+def restore_callback_states(stateful: dict, callbacks: list, control) -> None:
+    """Put saved ExportableState back into the callbacks of the same class (in order) and the control."""
+    for cb in [*callbacks, control]:
+        if not isinstance(cb, ExportableState):
+            continue
+        saved = stateful.get(type(cb).__name__)
+        if saved is None:
+            continue
+        if isinstance(saved, list):  # several callbacks of one class: take them in order
+            if not saved:
+                continue
+            saved = saved.pop(0)
+        for key, value in saved.get("attributes", {}).items():
+            setattr(cb, key, value)
+        if cb is control:
+            for key, value in saved.get("args", {}).items():
+                setattr(cb, key, value)

@@ -18,7 +18,7 @@ from callbacks import (
 )
 
 from .arguments import TrainingArguments
-from .data import DataCollatorWithPadding, default_data_collator
+from .data import DataCollatorWithPadding, default_data_collator, sample_generator
 from .evaluation import EvalLoopOutput, EvalPrediction, PredictionOutput, TrainOutput
 from .optim import get_scheduler
 from .runtime import set_seed
@@ -46,5 +46,6 @@ __all__ = [
     "TrainOutput",
     "default_data_collator",
     "get_scheduler",
+    "sample_generator",
     "set_seed",
 ]

@@ -273,6 +273,19 @@ def remove_unused_columns(dataset, model: torch.nn.Module, label_names: list[str
     return dataset.remove_columns(unused) if unused else dataset
 
 
+def sample_generator(seed: int, epoch: int, index: int) -> torch.Generator:
+    """A generator for one sample's random augmentation, seeded from ``(seed, epoch, index)``.
+
+    Randomness drawn from it is the same whichever process or worker loads the sample and
+    whenever it is loaded, so augmentation stays exact across resumes and for any
+    ``dataloader_num_workers`` (workers' own RNG is re-seeded on resume and cannot be restored).
+    The Trainer calls ``dataset.set_epoch(epoch)`` before each epoch when the dataset has it.
+    """
+    g = torch.Generator()
+    g.manual_seed(((seed * 1_000_003 + epoch) * 1_000_003 + index) % (2**63))
+    return g
+
+
 # -- dataloaders --------------------------------------------------------------------------
 def seed_worker(worker_id: int) -> None:
     """Seed python's ``random`` and numpy in a dataloader worker from its torch seed."""

@@ -1,0 +1,215 @@
+"""Exact resume: a run stopped at step k and resumed ends bit-equal to an uninterrupted one."""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+import re
+
+import numpy as np
+import pytest
+import torch
+
+from tests.fixtures import RegressionDataset, RegressionDropoutModel, RegressionModel, regression_args
+from trainer import EarlyStoppingCallback, Trainer, TrainerCallback, sample_generator
+
+
+class StopAt(TrainerCallback):
+    """Saves a checkpoint at step k and stops there, like a run killed right after that save."""
+
+    def __init__(self, step: int):
+        self.step = step
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step == self.step:
+            control.should_save = True
+            control.should_training_stop = True
+
+
+class GlobalRngAugmented(RegressionDataset):
+    """Augmentation drawn from the global torch RNG (works with dataloader_num_workers=0)."""
+
+    def __getitem__(self, i):
+        sample = super().__getitem__(i)
+        sample["input_x"] = np.float32(sample["input_x"] + 0.1 * torch.randn(()).item())
+        return sample
+
+
+class SeededAugmented(RegressionDataset):
+    """Augmentation seeded per sample from (seed, epoch, index): exact with worker processes too."""
+
+    epoch = 0
+
+    def set_epoch(self, epoch):
+        self.epoch = epoch
+
+    def __getitem__(self, i):
+        sample = super().__getitem__(i)
+        noise = torch.randn((), generator=sample_generator(7, self.epoch, i)).item()
+        sample["input_x"] = np.float32(sample["input_x"] + 0.1 * noise)
+        return sample
+
+
+def _trainer(out, model_init, dataset, callbacks, **overrides):
+    values = dict(num_train_epochs=3, logging_steps=3, save_strategy="no", seed=11)
+    values.update(overrides)
+    return Trainer(args=regression_args(out, **values), model_init=model_init, train_dataset=dataset,
+                   eval_dataset=RegressionDataset(8, seed=5), callbacks=callbacks)
+
+
+def _logs(trainer):
+    keep = ("loss", "grad_norm", "learning_rate", "epoch", "step", "eval_loss")
+    return [{k: v for k, v in e.items() if k in keep} for e in trainer.state.log_history if "train_runtime" not in e]
+
+
+def assert_resume_parity(tmp_path, k, model_init=RegressionDropoutModel, dataset=None, callbacks=list,
+                         **overrides):
+    dataset = dataset if dataset is not None else RegressionDataset(64)
+    straight = _trainer(tmp_path / "straight", model_init, dataset, callbacks(), **overrides)
+    straight.train()
+    first = _trainer(tmp_path / "cut", model_init, dataset, [StopAt(k), *callbacks()], **overrides)
+    first.train()
+    assert first.state.global_step == k
+    resumed = _trainer(tmp_path / "cut", model_init, dataset, callbacks(), **overrides)
+    resumed.train(resume_from_checkpoint=str(tmp_path / "cut" / "out" / f"checkpoint-{k}"))
+
+    assert resumed.state.global_step == straight.state.global_step
+    for name, value in straight.model.state_dict().items():
+        assert torch.equal(value, resumed.model.state_dict()[name]), name
+    a, b = straight.optimizer.state_dict(), resumed.optimizer.state_dict()
+    for index, state in a["state"].items():
+        for key, value in state.items():
+            assert torch.equal(value, b["state"][index][key]), (index, key)
+    assert _logs(resumed) == _logs(straight)
+    assert resumed.state.log_history[-1]["train_loss"] == straight.state.log_history[-1]["train_loss"]
+    return straight, resumed
+
+
+@pytest.mark.parametrize("k", [5, 8, 11], ids=["inside-epoch", "epoch-boundary", "inside-second-epoch"])
+def test_resume_parity_with_dropout(tmp_path, k):
+    assert_resume_parity(tmp_path, k)  # 8 steps per epoch
+
+
+def test_resume_parity_with_gradient_accumulation(tmp_path):
+    assert_resume_parity(tmp_path, 3, gradient_accumulation_steps=3, per_device_train_batch_size=4)
+
+
+def test_resume_parity_with_global_rng_augmentation(tmp_path):
+    assert_resume_parity(tmp_path, 6, dataset=GlobalRngAugmented(64))
+
+
+def test_resume_parity_with_two_workers(tmp_path):
+    assert_resume_parity(tmp_path, 6, dataset=SeededAugmented(64), dataloader_num_workers=2)
+
+
+def test_resume_parity_with_evaluation_and_scheduler(tmp_path):
+    assert_resume_parity(tmp_path, 7, eval_strategy="steps", eval_steps=2, lr_scheduler_type="cosine",
+                         warmup_steps=3, weight_decay=0.1)
+
+
+def test_resume_parity_with_early_stopping_mid_patience(tmp_path):
+    # greater_is_better on a falling loss: every evaluation after the first "worsens", so the
+    # patience counter climbs 1, 2, 3 and training stops at step 4; the checkpoint at step 2 holds counter 1.
+    straight, resumed = assert_resume_parity(
+        tmp_path, 2, model_init=RegressionModel, callbacks=lambda: [EarlyStoppingCallback(3)],
+        eval_strategy="steps", eval_steps=1, metric_for_best_model="eval_loss", greater_is_better=True,
+    )
+    assert straight.state.global_step == 4
+    stopper = next(c for c in resumed.callback_handler.callbacks if isinstance(c, EarlyStoppingCallback))
+    assert stopper.early_stopping_patience_counter == 3
+
+
+def test_resume_true_picks_newest_complete_and_auto_starts_fresh(tmp_path):
+    args = dict(save_strategy="steps", save_steps=4, max_steps=12)
+    trainer = Trainer(RegressionModel(), regression_args(tmp_path, **args), train_dataset=RegressionDataset())
+    trainer.train()
+    out = tmp_path / "out"
+    os.makedirs(out / ".tmp-checkpoint-16")  # a save that was killed half-way
+    (out / "checkpoint-20").mkdir()  # a directory with the right name but no trainer_state.json
+    starts = []
+
+    class StartStep(TrainerCallback):
+        def on_train_begin(self, args, state, control, **kwargs):
+            starts.append(state.global_step)
+
+    resumed = Trainer(RegressionModel(), regression_args(tmp_path, **{**args, "max_steps": 14}),
+                      train_dataset=RegressionDataset(), callbacks=[StartStep()])
+    resumed.train(resume_from_checkpoint=True)
+    assert starts == [12]  # checkpoint-12, not the half-written 16 nor the empty 20
+    assert resumed.state.global_step == 14
+    assert not (out / ".tmp-checkpoint-16").exists()  # stale temporaries are cleaned at the next save
+    fresh = Trainer(RegressionModel(), regression_args(tmp_path / "empty", max_steps=2),
+                    train_dataset=RegressionDataset())
+    fresh.train(resume_from_checkpoint="auto")
+    assert fresh.state.global_step == 2
+    again = Trainer(RegressionModel(), regression_args(tmp_path / "empty", max_steps=4, save_strategy="steps",
+                                                       save_steps=2, resume_from_checkpoint="auto"),
+                    train_dataset=RegressionDataset())
+    again.train()  # args.resume_from_checkpoint='auto': nothing saved yet, starts fresh
+    again2 = Trainer(RegressionModel(), regression_args(tmp_path / "empty", max_steps=6, save_strategy="steps",
+                                                        save_steps=2, resume_from_checkpoint="auto"),
+                     train_dataset=RegressionDataset())
+    again2.train()
+    assert again2.state.log_history[0]["step"] >= 4  # resumed from checkpoint-4: no logs before it repeated
+
+
+def test_resume_errors_are_clear(tmp_path, caplog):
+    trainer = Trainer(RegressionModel(), regression_args(tmp_path, save_strategy="steps", save_steps=4, max_steps=4),
+                      train_dataset=RegressionDataset())
+    trainer.train()
+    ckpt = tmp_path / "out" / "checkpoint-4"
+    with pytest.raises(FileNotFoundError, match="resume_from_checkpoint='/nope': no such directory"):
+        trainer.train(resume_from_checkpoint="/nope")
+    with pytest.raises(ValueError, match=re.escape("is not a checkpoint: it has no trainer_state.json")):
+        trainer.train(resume_from_checkpoint=str(tmp_path))
+    with pytest.raises(ValueError, match="holds no complete checkpoint"):
+        Trainer(RegressionModel(), regression_args(tmp_path / "x"), train_dataset=RegressionDataset()).train(
+            resume_from_checkpoint=True)
+
+    class Other(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.zeros(1))
+
+        def forward(self, input_x, labels=None):
+            return ((input_x * self.w - labels) ** 2).mean()
+
+    other = Trainer(Other(), regression_args(tmp_path), train_dataset=RegressionDataset())
+    with pytest.raises(ValueError, match=re.escape("do not fit Other: missing keys ['w'], unexpected keys ['a', 'b']")):
+        other.train(resume_from_checkpoint=str(ckpt))
+
+    changed = Trainer(RegressionModel(), regression_args(tmp_path, per_device_train_batch_size=4, max_steps=6),
+                      train_dataset=RegressionDataset())
+    with caplog.at_level(logging.WARNING, logger="trainer"):
+        changed.train(resume_from_checkpoint=str(ckpt))
+    assert "per_device_train_batch_size: 8 -> 4" in caplog.text
+
+
+def test_save_only_model_checkpoints_cannot_resume(tmp_path):
+    trainer = Trainer(RegressionModel(), regression_args(tmp_path, save_strategy="steps", save_steps=4, max_steps=4,
+                                                         save_only_model=True), train_dataset=RegressionDataset())
+    trainer.train()
+    ckpt = tmp_path / "out" / "checkpoint-4"
+    assert sorted(os.listdir(ckpt)) == ["model.safetensors", "trainer_state.json", "training_args.json"]
+    with pytest.raises(ValueError, match="saved with save_only_model=True"):
+        trainer.train(resume_from_checkpoint=str(ckpt))
+
+
+class _Exploit:
+    def __reduce__(self):
+        return (os.system, (f"touch {_Exploit.marker}",))
+
+
+def test_crafted_pickle_in_optimizer_file_is_refused(tmp_path):
+    trainer = Trainer(RegressionModel(), regression_args(tmp_path, save_strategy="steps", save_steps=4, max_steps=4),
+                      train_dataset=RegressionDataset())
+    trainer.train()
+    ckpt = tmp_path / "out" / "checkpoint-4"
+    _Exploit.marker = str(tmp_path / "pwned")
+    with open(ckpt / "optimizer.pt", "wb") as f:
+        pickle.dump({"state": _Exploit()}, f)
+    with pytest.raises(ValueError, match=r"refusing to load the optimizer state from .*optimizer.pt: it holds more "
+                                         r"than tensors and plain containers"):
+        trainer.train(resume_from_checkpoint=str(ckpt))
+    assert not os.path.exists(tmp_path / "pwned")

@@ -1,0 +1,57 @@
+"""A 2-process (torchrun, gloo) training run for the distributed resume and preemption tests.
+
+--mode straight: train to the end; cut: stop at --stop_at with a checkpoint; resume: continue from
+the newest checkpoint. Rank 0 saves the final weights to --final. Every rank prints
+``PID <rank> <pid>`` at start and ``STEP <rank> <step>`` after each step.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+
+import torch  # noqa: E402
+
+from tests.fixtures import RegressionDataset, RegressionDropoutModel  # noqa: E402
+from trainer import Trainer, TrainerCallback, TrainingArguments  # noqa: E402
+
+
+class Report(TrainerCallback):
+    def __init__(self, stop_at: int | None):
+        self.stop_at = stop_at
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        print(f"PID {args.process_index} {os.getpid()}", flush=True)
+
+    def on_step_end(self, args, state, control, **kwargs):
+        print(f"STEP {args.process_index} {state.global_step}", flush=True)
+        if state.global_step == self.stop_at:
+            control.should_save = True
+            control.should_training_stop = True
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--output_dir", required=True)
+    parser.add_argument("--final", required=True)
+    parser.add_argument("--mode", choices=["straight", "cut", "resume"], required=True)
+    parser.add_argument("--stop_at", type=int, default=None)
+    parser.add_argument("--max_steps", type=int, default=24)
+    opts = parser.parse_args()
+    torch.set_num_threads(1)
+    args = TrainingArguments(
+        output_dir=opts.output_dir, max_steps=opts.max_steps, per_device_train_batch_size=4, learning_rate=0.05,
+        save_strategy="no", logging_steps=5, disable_tqdm=True, seed=5,
+    )
+    trainer = Trainer(model_init=RegressionDropoutModel, args=args, train_dataset=RegressionDataset(64),
+                      callbacks=[Report(opts.stop_at if opts.mode == "cut" else None)])
+    trainer.train(resume_from_checkpoint=True if opts.mode == "resume" else None)
+    if opts.mode != "cut":
+        trainer.save_model(opts.final)
+
+
+if __name__ == "__main__":
+    main()

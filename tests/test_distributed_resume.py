@@ -1,0 +1,86 @@
+"""Resume and preemption across 2 processes (torchrun, gloo on CPU)."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import torch
+from safetensors.torch import load_file
+
+from trainer.checkpoint import list_checkpoints
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SCRIPT = os.path.join(ROOT, "tests", "scripts", "ddp_train.py")
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+
+
+def torchrun(*script_args, wait=True):
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", SCRIPT,
+           *map(str, script_args)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+    if not wait:
+        return proc
+    stdout, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 0, stderr[-4000:]
+    return stdout
+
+
+def weights(path):
+    return load_file(os.path.join(path, "model.safetensors"))
+
+
+def assert_equal_weights(a, b):
+    wa, wb = weights(a), weights(b)
+    assert wa.keys() == wb.keys()
+    for key in wa:
+        assert torch.equal(wa[key], wb[key]), key
+
+
+def test_two_process_resume_is_exact_with_per_rank_state(tmp_path):
+    torchrun("--output_dir", tmp_path / "straight", "--final", tmp_path / "straight_final", "--mode", "straight")
+    torchrun("--output_dir", tmp_path / "cut", "--final", tmp_path / "unused", "--mode", "cut", "--stop_at", 11)
+    ckpt = tmp_path / "cut" / "checkpoint-11"
+    files = set(os.listdir(ckpt))
+    assert {"rng_state_0.pth", "rng_state_1.pth", "dataloader_state_0.pt", "dataloader_state_1.pt"} <= files
+    assert "rng_state.pth" not in files
+    torchrun("--output_dir", tmp_path / "cut", "--final", tmp_path / "resumed_final", "--mode", "resume")
+    assert_equal_weights(tmp_path / "straight_final", tmp_path / "resumed_final")
+
+
+def test_sigterm_to_one_rank_stops_all_ranks_at_the_same_step(tmp_path):
+    torchrun("--output_dir", tmp_path / "straight", "--final", tmp_path / "straight_final", "--mode", "straight",
+             "--max_steps", 400)
+    proc = torchrun("--output_dir", tmp_path / "run", "--final", tmp_path / "unused", "--mode", "straight",
+                    "--max_steps", 400, wait=False)
+    pids, last = {}, {}
+
+    def note(line):  # two processes share the pipe: their lines may run together
+        for rank, step in re.findall(r"STEP (\d+) (\d+)", line):
+            last[int(rank)] = int(step)
+        for rank, pid in re.findall(r"PID (\d+) (\d+)", line):
+            pids[int(rank)] = int(pid)
+
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        assert line, proc.stderr.read()[-4000:]
+        note(line)
+        if len(pids) == 2 and last.get(0, 0) >= 30:
+            break
+    os.kill(pids[1], signal.SIGTERM)  # only rank 1 is told
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 0, stderr[-4000:]
+    for line in stdout.splitlines():
+        note(line)
+    assert last[0] == last[1] < 400, last
+    checkpoints = list_checkpoints(str(tmp_path / "run"))
+    assert [os.path.basename(p) for p in checkpoints] == [f"checkpoint-{last[0]}"]
+    assert {"rng_state_0.pth", "rng_state_1.pth"} <= set(os.listdir(checkpoints[0]))
+    torchrun("--output_dir", tmp_path / "run", "--final", tmp_path / "resumed_final", "--mode", "resume",
+             "--max_steps", 400)
+    assert_equal_weights(tmp_path / "straight_final", tmp_path / "resumed_final")

@@ -213,3 +213,43 @@ def test_crafted_pickle_in_optimizer_file_is_refused(tmp_path):
                                          r"than tensors and plain containers"):
         trainer.train(resume_from_checkpoint=str(ckpt))
     assert not os.path.exists(tmp_path / "pwned")
+
+
+class PlainStream(torch.utils.data.IterableDataset):
+    """A finite stream of the regression samples, with no state of its own: resume replays it."""
+
+    def __init__(self):
+        self.base = RegressionDataset(64)
+
+    def __iter__(self):
+        for i in range(len(self.base)):
+            yield self.base[i]
+
+
+class StatefulStream(PlainStream):
+    """The same stream tracking its position (torchdata's Stateful protocol): resume jumps there."""
+
+    def __init__(self):
+        super().__init__()
+        self.position = 0
+        self.start = 0
+
+    def __iter__(self):
+        start, self.start = self.start, 0
+        for i in range(start, len(self.base)):
+            self.position = i + 1
+            yield self.base[i]
+
+    def state_dict(self):
+        return {"position": self.position}
+
+    def load_state_dict(self, state):
+        self.start = state["position"]
+
+
+@pytest.mark.parametrize("stream, message", [(PlainStream, "are replayed (read and dropped)"),
+                                             (StatefulStream, "data position restored from the dataloader state")])
+def test_iterable_dataset_resume(tmp_path, caplog, stream, message):
+    with caplog.at_level(logging.INFO, logger="trainer"):
+        assert_resume_parity(tmp_path, 5, dataset=stream(), max_steps=20, num_train_epochs=1)
+    assert message in caplog.text

@@ -68,7 +68,8 @@ class LossWindow:
 
     def load_state_dict(self, state: dict) -> None:
         dtype = getattr(torch, state["dtype"])
-        self.pending = [torch.tensor(v, dtype=dtype, device=self.device) for v in state["pending"]]
+        values = torch.tensor(state["pending"], dtype=dtype, device=self.device)
+        self.pending = list(values.unbind(0)) if len(state["pending"]) else []
         self.folded = torch.tensor(state["folded"], dtype=torch.float32, device=self.device)
         self.total = torch.tensor(state["total"], dtype=torch.float32, device=self.device)
 

@@ -5,27 +5,26 @@ from __future__ import annotations
 import os
 import random
 import signal
-import subprocess
 import sys
 import time
 
 import torch
 from safetensors.torch import load_file
 
+from tests.processes import finish, start
 from trainer.checkpoint import list_checkpoints
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(ROOT, "tests", "scripts", "train_until_done.py")
 FULL_CHECKPOINT = {"model.safetensors", "optimizer.pt", "scheduler.pt", "rng_state.pth", "trainer_state.json",
                    "training_args.json", "dataloader_state.pt", "loss_window.json"}
-ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
 
 
 def launch(out, final, **options):
     cmd = [sys.executable, SCRIPT, "--output_dir", str(out), "--final", str(final)]
     for key, value in options.items():
         cmd += [f"--{key}", str(value)]
-    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+    return start(cmd)
 
 
 def wait_for_line(proc, prefix: str, timeout: float = 120) -> str:
@@ -41,7 +40,7 @@ def wait_for_line(proc, prefix: str, timeout: float = 120) -> str:
 
 def run_to_end(out, final, **options) -> None:
     proc = launch(out, final, **options)
-    stdout, stderr = proc.communicate(timeout=600)
+    stdout, stderr = finish(proc, timeout=600)
     assert proc.returncode == 0 and "DONE" in stdout, stderr[-3000:]
 
 
@@ -89,7 +88,7 @@ def test_sigterm_saves_current_step_exits_zero_and_resumes_exactly(tmp_path):
     proc = launch(out, final, max_steps=steps, save_steps=0)
     wait_for_line(proc, "STEP 40")
     proc.send_signal(signal.SIGTERM)
-    stdout, stderr = proc.communicate(timeout=120)
+    stdout, stderr = finish(proc, timeout=120)
     assert proc.returncode == 0, stderr[-3000:]
     assert "DONE" not in stdout  # the script did not go on past train()
     last_step = max(int(line.split()[1]) for line in stdout.splitlines() if line.startswith("STEP"))

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 
 import pytest
+
+from tests.processes import run
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -39,10 +40,8 @@ def test_distributed_predict_is_in_dataset_order(tmp_path, nproc):
     result = tmp_path / "result.json"
     env = {**os.environ, "TF_ROOT": ROOT, "TF_OUT": str(tmp_path / "out"), "TF_RESULT": str(result),
            "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}", str(script)],
-        env=env, capture_output=True, text=True, timeout=240,
-    )
+    proc = run([sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+                str(script)], timeout=240, env=env)
     assert proc.returncode == 0, proc.stderr[-4000:]
     got = json.loads(result.read_text())
     data = RegressionDataset(23, seed=3)

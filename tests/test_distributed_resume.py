@@ -5,27 +5,26 @@ from __future__ import annotations
 import os
 import re
 import signal
-import subprocess
 import sys
 import time
 
 import torch
 from safetensors.torch import load_file
 
+from tests.processes import finish, start
 from trainer.checkpoint import list_checkpoints
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(ROOT, "tests", "scripts", "ddp_train.py")
-ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
 
 
 def torchrun(*script_args, wait=True):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", SCRIPT,
            *map(str, script_args)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+    proc = start(cmd)
     if not wait:
         return proc
-    stdout, stderr = proc.communicate(timeout=300)
+    stdout, stderr = finish(proc, timeout=300)
     assert proc.returncode == 0, stderr[-4000:]
     return stdout
 
@@ -73,7 +72,7 @@ def test_sigterm_to_one_rank_stops_all_ranks_at_the_same_step(tmp_path):
         if len(pids) == 2 and last.get(0, 0) >= 30:
             break
     os.kill(pids[1], signal.SIGTERM)  # only rank 1 is told
-    stdout, stderr = proc.communicate(timeout=120)
+    stdout, stderr = finish(proc, timeout=120)
     assert proc.returncode == 0, stderr[-4000:]
     for line in stdout.splitlines():
         note(line)

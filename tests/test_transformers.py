@@ -143,3 +143,22 @@ def test_gradient_checkpointing_with_transformers_model(tmp_path):
     trainer.train()
     model = trainer.model
     assert getattr(model, "is_activation_checkpointing", None) or model.is_gradient_checkpointing
+
+
+def test_sharded_save_pretrained_weights_load_back(tmp_path):
+    from trainer.checkpoint import load_model_weights
+
+    tokenizer = build_tokenizer(tmp_path)
+    model = tiny_bert(tokenizer)
+    model.save_pretrained(str(tmp_path / "sharded"), max_shard_size="20KB")
+    assert (tmp_path / "sharded" / "model.safetensors.index.json").exists()
+    fresh = tiny_bert(tokenizer)
+    with torch.no_grad():
+        for p in fresh.parameters():
+            p.zero_()
+    load_model_weights(fresh, str(tmp_path / "sharded"))
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, fresh.state_dict()[key]), key
+    (tmp_path / "sharded" / "model.safetensors.index.json").unlink()
+    with pytest.raises(FileNotFoundError, match=r"has no model.safetensors \(nor model.safetensors.index.json\)"):
+        load_model_weights(fresh, str(tmp_path / "sharded"))

@@ -30,6 +30,7 @@ logger = logging.getLogger(__name__)
 PREFIX_CHECKPOINT_DIR = "checkpoint"
 TMP_PREFIX = ".tmp-"
 WEIGHTS_NAME = "model.safetensors"
+WEIGHTS_INDEX_NAME = "model.safetensors.index.json"
 OPTIMIZER_NAME = "optimizer.pt"
 SCHEDULER_NAME = "scheduler.pt"
 SCALER_NAME = "scaler.pt"
@@ -231,21 +232,49 @@ def finish_checkpoint(tmp: str, directory: str) -> str:
 
 # -- reading ------------------------------------------------------------------------------
 def load_model_weights(model: torch.nn.Module, directory: str) -> None:
-    """Load the weights saved in ``directory`` into ``model`` (safetensors; no pickle)."""
-    from safetensors.torch import load_model
+    """Load the weights saved in ``directory`` into ``model`` (safetensors, sharded or not; no pickle)."""
+    from safetensors.torch import load_file, load_model
 
     path = os.path.join(directory, WEIGHTS_NAME)
-    if not os.path.exists(path):
+    index = os.path.join(directory, WEIGHTS_INDEX_NAME)
+    if os.path.exists(path):
+        try:
+            missing, unexpected = load_model(model, path, strict=False)
+        except RuntimeError as e:  # shapes differ
+            raise ValueError(f"the weights in {path} do not fit {type(model).__name__}: {e}") from e
+    elif os.path.exists(index):  # save_pretrained split a large model into shards
+        with open(index, encoding="utf-8") as f:
+            shards = sorted(set(json.load(f)["weight_map"].values()))
+        state = {}
+        for shard in shards:
+            state.update(load_file(os.path.join(directory, shard)))
+        try:
+            result = model.load_state_dict(state, strict=False)
+        except RuntimeError as e:
+            raise ValueError(f"the weights in {index} do not fit {type(model).__name__}: {e}") from e
+        tied = _tied_names(model)
+        missing = [k for k in result.missing_keys if k not in tied]
+        unexpected = result.unexpected_keys
+        path = index
+    else:
         raise FileNotFoundError(
-            f"{directory} has no {WEIGHTS_NAME}; it is not a checkpoint written by this Trainer "
-            f"(files: {sorted(os.listdir(directory)) if os.path.isdir(directory) else 'directory missing'})"
+            f"{directory} has no {WEIGHTS_NAME} (nor {WEIGHTS_INDEX_NAME}); it is not a checkpoint written by this "
+            f"Trainer (files: {sorted(os.listdir(directory)) if os.path.isdir(directory) else 'directory missing'})"
         )
-    try:
-        missing, unexpected = load_model(model, path, strict=False)
-    except RuntimeError as e:  # shapes differ
-        raise ValueError(f"the weights in {path} do not fit {type(model).__name__}: {e}") from e
     if missing or unexpected:
         raise ValueError(
             f"the weights in {path} do not fit {type(model).__name__}: missing keys {sorted(missing)}, "
             f"unexpected keys {sorted(unexpected)}"
         )
+
+
+def _tied_names(model: torch.nn.Module) -> set[str]:
+    """Parameter names that share storage with an earlier parameter (saved once, under the first name)."""
+    seen, tied = {}, set()
+    for name, tensor in model.state_dict(keep_vars=True).items():
+        key = (tensor.data_ptr(), tensor.shape) if tensor.numel() else None
+        if key is not None and key in seen:
+            tied.add(name)
+        elif key is not None:
+            seen[key] = name
+    return tied

@@ -348,9 +348,11 @@ class Trainer:
         if resume is not None:
             self._restore_state(resume, loop)
         if args.gradient_checkpointing:
-            self.model.gradient_checkpointing_enable(
-                gradient_checkpointing_kwargs=args.gradient_checkpointing_kwargs or {"use_reentrant": False}
-            )
+            kwargs = args.gradient_checkpointing_kwargs or {"use_reentrant": False}
+            if hasattr(self.model, "activation_checkpointing_enable"):  # transformers >= 5's name
+                self.model.activation_checkpointing_enable(kwargs)
+            else:
+                self.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
         self.create_optimizer_and_scheduler(loop.max_steps)
         if resume is not None:
             self._restore_optimization(resume)

@@ -230,6 +230,43 @@ def finish_checkpoint(tmp: str, directory: str) -> str:
     return directory
 
 
+def write_training_checkpoint(trainer) -> str:
+    """Write ``checkpoint-{global_step}`` of a training run atomically, then rotate; returns its path.
+
+    The writer (main process, or each node's main with ``save_on_each_node``) writes the shared
+    files into a temporary directory; every process adds its RNG state and data position; the
+    writer fsyncs and renames the directory into place. Barriers separate the three phases.
+    """
+    args, rt, state = trainer.args, trainer.runtime, trainer.state
+    path = checkpoint_dir(args.output_dir, state.global_step)
+    if state.best_global_step == state.global_step:
+        state.best_model_checkpoint = path
+    state.record_callback_states(trainer.callback_handler.callbacks + [trainer.control])
+    writer = rt.is_local_main_process if args.save_on_each_node else rt.is_main_process
+    loop = getattr(trainer, "_loop", None)
+    dataloader_state = loop.dataloader.state_dict() if loop is not None and not args.save_only_model else None
+    loss_window = loop.checkpoint_loss_window() if loop is not None else None
+    tmp = os.path.join(args.output_dir, TMP_PREFIX + os.path.basename(path))
+    if writer:
+        os.makedirs(args.output_dir, exist_ok=True)
+        remove_stale_temporaries(args.output_dir)
+        begin_checkpoint(path)
+        write_main_files(
+            tmp, model=rt.unwrap(trainer.model_wrapped), optimizer=trainer.optimizer, scheduler=trainer.lr_scheduler,
+            scaler=rt.scaler, state=state, args=args, processing_class=trainer.processing_class,
+            loss_window=loss_window, save_only_model=args.save_only_model,
+        )
+    rt.wait_for_everyone()
+    if not args.save_only_model:
+        write_rank_files(tmp, rt.process_index, rt.num_processes, dataloader_state)
+    rt.wait_for_everyone()
+    if writer:
+        finish_checkpoint(tmp, path)
+        rotate_checkpoints(args.output_dir, args.save_total_limit, state.best_model_checkpoint)
+    rt.wait_for_everyone()
+    return path
+
+
 # -- reading ------------------------------------------------------------------------------
 def load_model_weights(model: torch.nn.Module, directory: str) -> None:
     """Load the weights saved in ``directory`` into ``model`` (safetensors, sharded or not; no pickle)."""

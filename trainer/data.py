@@ -256,6 +256,16 @@ def model_input_names(model: torch.nn.Module, label_names: list[str]) -> set[str
     return set(params) | set(label_names) | {"label", "label_ids"}
 
 
+def find_label_names(model: torch.nn.Module) -> list[str]:
+    """Forward arguments that hold labels (``labels``, ``start_positions``...); default ['labels']."""
+    try:
+        params = inspect.signature(model.forward).parameters
+    except (TypeError, ValueError):
+        return ["labels"]
+    found = [p for p in params if "label" in p or p in ("start_positions", "end_positions")]
+    return found or ["labels"]
+
+
 def remove_unused_columns(dataset, model: torch.nn.Module, label_names: list[str], description: str):
     """Drop the columns of a datasets.Dataset that the model's forward() does not take."""
     if not is_hf_dataset(dataset) or dataset.column_names is None:

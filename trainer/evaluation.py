@@ -173,3 +173,14 @@ class LabelSmoother:
             ignore_index=self.ignore_index,
             label_smoothing=self.epsilon,
         )
+
+
+def strip_outputs(outputs, ignore_keys: list[str], drop_first: bool):
+    """Model outputs without the loss (and ``ignore_keys``), as a tuple of tensors."""
+    if isinstance(outputs, torch.Tensor):
+        return None if drop_first else outputs
+    if isinstance(outputs, Mapping):
+        kept = tuple(v for k, v in outputs.items() if k not in ignore_keys and k != "loss" and v is not None)
+        return kept or None
+    kept = tuple(outputs[1:] if drop_first else outputs)
+    return kept or None

@@ -144,3 +144,34 @@ def restore_callback_states(stateful: dict, callbacks: list, control) -> None:
         if cb is control:
             for key, value in saved.get("args", {}).items():
                 setattr(cb, key, value)
+
+
+def restore_trainer_state(trainer, resume: ResumePoint) -> None:
+    """Trainer state and callback states from a checkpoint; this run's sizes and intervals are kept."""
+    state = trainer.state
+    for name in ("epoch", "global_step", "total_flos", "log_history", "best_metric", "best_global_step",
+                 "best_model_checkpoint", "num_input_tokens_seen", "trial_name", "trial_params",
+                 "stateful_callbacks"):
+        setattr(state, name, getattr(resume.state, name))
+    if state.global_step >= state.max_steps:
+        logger.warning("The checkpoint is at step %d, max_steps is %d: nothing left to train",
+                       state.global_step, state.max_steps)
+    saved_world = resume.saved_args.get("_world_size") if resume.saved_args else None
+    warn_changed_arguments(resume.saved_args, trainer.args, trainer.runtime.num_processes, saved_world)
+    restore_callback_states(dict(resume.state.stateful_callbacks), trainer.callback_handler.callbacks,
+                            trainer.control)
+    trainer.control._new_training()
+    trainer.control._new_step()
+
+
+def restore_optimization(trainer, resume: ResumePoint) -> None:
+    """Optimizer, scheduler and gradient-scaler states from a checkpoint."""
+    try:
+        trainer.optimizer.load_state_dict(resume.optimizer)
+    except (ValueError, KeyError) as e:
+        raise ValueError(f"the optimizer state in {resume.path} does not fit this model/optimizer "
+                         f"({type(trainer.optimizer).__name__}): {e}") from e
+    if resume.scheduler is not None and trainer.lr_scheduler is not None:
+        trainer.lr_scheduler.load_state_dict(resume.scheduler)
+    if resume.scaler is not None and trainer.runtime.scaler is not None:
+        trainer.runtime.scaler.load_state_dict(resume.scaler)

@@ -37,27 +37,18 @@ from .data import (
     DataCollatorWithPadding,
     build_dataloader,
     default_data_collator,
+    find_label_names,
     has_length,
     remove_unused_columns,
 )
-from .evaluation import EvalLoopOutput, LabelSmoother, PredictionOutput, TrainOutput, nested_detach
+from .evaluation import EvalLoopOutput, LabelSmoother, PredictionOutput, TrainOutput, nested_detach, strip_outputs
 from .loops import TrainingLoop, evaluation_loop
 from .optim import create_optimizer, get_scheduler, num_warmup_steps
-from .resume import read_checkpoint, resolve_checkpoint, restore_callback_states, warn_changed_arguments
+from .resume import read_checkpoint, resolve_checkpoint, restore_optimization, restore_trainer_state
 from .run_metrics import MemoryTracker, speed_metrics
 from .runtime import Runtime, configure_logging, set_seed
 
 logger = logging.getLogger(__name__)
-
-
-def find_label_names(model: nn.Module) -> list[str]:
-    """Forward arguments that hold labels (``labels``, ``start_positions``...); default ['labels']."""
-    try:
-        params = inspect.signature(model.forward).parameters
-    except (TypeError, ValueError):
-        return ["labels"]
-    found = [p for p in params if "label" in p or p in ("start_positions", "end_positions")]
-    return found or ["labels"]
 
 
 def _accepts_kwarg(fn, name: str) -> bool:
@@ -346,7 +337,7 @@ class Trainer:
         self.control = TrainerControl()
         self.last_saved_step = None
         if resume is not None:
-            self._restore_state(resume, loop)
+            restore_trainer_state(self, resume)
         if args.gradient_checkpointing:
             kwargs = args.gradient_checkpointing_kwargs or {"use_reentrant": False}
             if hasattr(self.model, "activation_checkpointing_enable"):  # transformers >= 5's name
@@ -355,7 +346,7 @@ class Trainer:
                 self.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
         self.create_optimizer_and_scheduler(loop.max_steps)
         if resume is not None:
-            self._restore_optimization(resume)
+            restore_optimization(self, resume)
         model = self.runtime.prepare_model(self.model)
         self.optimizer = self.runtime.prepare_optimizer(self.optimizer) if self.runtime.scaler else self.optimizer
         if args.torch_compile:
@@ -392,34 +383,6 @@ class Trainer:
                            self.state.global_step, ckpt.checkpoint_dir(args.output_dir, self.state.global_step))
             raise SystemExit(0)
         return TrainOutput(self.state.global_step, metrics["train_loss"], metrics)
-
-    def _restore_state(self, resume, loop: TrainingLoop) -> None:
-        """Trainer state and callback states from a checkpoint; current sizes and intervals kept."""
-        saved = resume.state
-        state = self.state
-        for name in ("epoch", "global_step", "total_flos", "log_history", "best_metric", "best_global_step",
-                     "best_model_checkpoint", "num_input_tokens_seen", "trial_name", "trial_params",
-                     "stateful_callbacks"):
-            setattr(state, name, getattr(saved, name))
-        if state.global_step >= state.max_steps:
-            logger.warning("The checkpoint is at step %d, max_steps is %d: nothing left to train",
-                           state.global_step, state.max_steps)
-        warn_changed_arguments(resume.saved_args, self.args, self.runtime.num_processes,
-                               resume.saved_args.get("_world_size") if resume.saved_args else None)
-        restore_callback_states(dict(saved.stateful_callbacks), self.callback_handler.callbacks, self.control)
-        self.control._new_training()
-        self.control._new_step()
-
-    def _restore_optimization(self, resume) -> None:
-        try:
-            self.optimizer.load_state_dict(resume.optimizer)
-        except (ValueError, KeyError) as e:
-            raise ValueError(f"the optimizer state in {resume.path} does not fit this model/optimizer "
-                             f"({type(self.optimizer).__name__}): {e}") from e
-        if resume.scheduler is not None and self.lr_scheduler is not None:
-            self.lr_scheduler.load_state_dict(resume.scheduler)
-        if resume.scaler is not None and self.runtime.scaler is not None:
-            self.runtime.scaler.load_state_dict(resume.scaler)
 
     def compute_loss(self, model: nn.Module, inputs, return_outputs: bool = False, num_items_in_batch=None):
         """The loss of one batch; with ``return_outputs`` also the model outputs."""
@@ -510,42 +473,11 @@ class Trainer:
         return better
 
     def save_training_checkpoint(self) -> str:
-        """Write ``checkpoint-{global_step}`` atomically, rotate, fire on_save.
-
-        The writer (main process, or each node's main with ``save_on_each_node``) writes the
-        shared files into a temporary directory; every process adds its RNG and data position;
-        the writer fsyncs and renames it into place.
-        """
-        args, rt = self.args, self.runtime
-        path = ckpt.checkpoint_dir(args.output_dir, self.state.global_step)
-        if self.state.best_global_step == self.state.global_step:
-            self.state.best_model_checkpoint = path
-        self.state.record_callback_states(self.callback_handler.callbacks + [self.control])
-        writer = rt.is_local_main_process if args.save_on_each_node else rt.is_main_process
-        loop = getattr(self, "_loop", None)
-        dataloader_state = loop.dataloader.state_dict() if loop is not None and not args.save_only_model else None
-        loss_window = loop.checkpoint_loss_window() if loop is not None else None
-        tmp = None
-        if writer:
-            os.makedirs(args.output_dir, exist_ok=True)
-            ckpt.remove_stale_temporaries(args.output_dir)
-            tmp = ckpt.begin_checkpoint(path)
-            ckpt.write_main_files(
-                tmp, model=rt.unwrap(self.model_wrapped), optimizer=self.optimizer, scheduler=self.lr_scheduler,
-                scaler=rt.scaler, state=self.state, args=args, processing_class=self.processing_class,
-                loss_window=loss_window, save_only_model=args.save_only_model,
-            )
-        rt.wait_for_everyone()
-        if not args.save_only_model:
-            tmp_dir = os.path.join(args.output_dir, ckpt.TMP_PREFIX + os.path.basename(path))
-            ckpt.write_rank_files(tmp_dir, rt.process_index, rt.num_processes, dataloader_state)
-        rt.wait_for_everyone()
-        if writer:
-            ckpt.finish_checkpoint(tmp, path)
-            ckpt.rotate_checkpoints(args.output_dir, args.save_total_limit, self.state.best_model_checkpoint)
-        rt.wait_for_everyone()
+        """Write ``checkpoint-{global_step}`` atomically (see ``checkpoint.write_training_checkpoint``),
+        rotate, fire on_save; returns its path."""
+        path = ckpt.write_training_checkpoint(self)
         self.last_saved_step = self.state.global_step
-        self.control = self.callback_handler.on_save(args, self.state, self.control)
+        self.control = self.callback_handler.on_save(self.args, self.state, self.control)
         return path
 
     def save_model(self, output_dir: str | None = None) -> None:
@@ -657,25 +589,14 @@ class Trainer:
             if has_labels or not is_dict:
                 loss, outputs = self.compute_loss(model, inputs, return_outputs=True)
                 loss = loss.detach().float().mean() if loss is not None else None
-                logits = _strip_outputs(outputs, ignore_keys, drop_first=not isinstance(outputs, Mapping))
+                logits = strip_outputs(outputs, ignore_keys, drop_first=not isinstance(outputs, Mapping))
             else:
                 loss = None
                 outputs = model(**inputs)
-                logits = _strip_outputs(outputs, ignore_keys, drop_first=False)
+                logits = strip_outputs(outputs, ignore_keys, drop_first=False)
         if prediction_loss_only:
             return loss, None, None
         logits = nested_detach(logits)
         if isinstance(logits, (tuple, list)) and len(logits) == 1:
             logits = logits[0]
         return loss, logits, labels
-
-
-def _strip_outputs(outputs, ignore_keys: list[str], drop_first: bool):
-    """Model outputs without the loss (and ``ignore_keys``), as a tuple of tensors."""
-    if isinstance(outputs, torch.Tensor):
-        return None if drop_first else outputs
-    if isinstance(outputs, Mapping):
-        kept = tuple(v for k, v in outputs.items() if k not in ignore_keys and k != "loss" and v is not None)
-        return kept or None
-    kept = tuple(outputs[1:] if drop_first else outputs)
-    return kept or None

@@ -115,7 +115,7 @@ def test_length_grouped_sampler_groups_lengths():
 def test_group_by_length_in_training(tmp_path):
     trainer = Trainer(TinyClassifier(), regression_args(tmp_path, group_by_length=True, max_steps=4),
                       train_dataset=ClassifierDataset(), processing_class=ListPadder())
-    assert isinstance(trainer.get_train_dataloader().sampler, LengthGroupedSampler)
+    assert isinstance(trainer.get_train_dataloader().batch_sampler.sampler, LengthGroupedSampler)
     trainer.train()
 
 
@@ -251,5 +251,25 @@ def test_length_column_name_is_used(tmp_path):
     trainer = Trainer(TinyClassifier(), regression_args(tmp_path, group_by_length=True, length_column_name="n_tokens",
                                                         remove_unused_columns=False),
                       train_dataset=data, processing_class=ListPadder())
-    sampler = trainer.get_train_dataloader().sampler
+    sampler = trainer.get_train_dataloader().batch_sampler.sampler
     assert sampler.lengths == list(data["n_tokens"])
+
+
+def test_epoch_batch_sampler_state_round_trip():
+    from trainer.data import EpochBatchSampler
+
+    a = EpochBatchSampler(EpochSeededSampler(30, seed=4), batch_size=4, drop_last=False)
+    a.set_epoch(2)
+    full = list(a)
+    assert len(full) == len(a) == 8 and [len(b) for b in full][-1] == 2
+    it = iter(a)
+    for _ in range(3):
+        next(it)
+    state = a.state_dict()
+    assert state == {"epoch": 2, "batches_yielded": 3}
+    b = EpochBatchSampler(EpochSeededSampler(30, seed=4), batch_size=4, drop_last=False)
+    b.load_state_dict(state)
+    assert list(b) == full[3:]
+    assert list(b) == full  # the skip applies to one iteration only
+    dropped = EpochBatchSampler(EpochSeededSampler(30, seed=4), batch_size=4, drop_last=True)
+    assert len(list(dropped)) == len(dropped) == 7

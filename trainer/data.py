@@ -85,10 +85,6 @@ class EpochSeededSampler(Sampler[int]):
 
     The index list is padded by repeating its start so every rank gets the same count
     (dropped instead with ``drop_last``). Call ``set_epoch`` before each epoch.
-
-    Stateful (torchdata's protocol): ``state_dict()`` is ``{"epoch", "yielded"}``, read from the
-    running list iterator in O(1); after ``load_state_dict`` the next iteration starts at
-    ``yielded``, so a resume at any position costs the same.
     """
 
     def __init__(self, num_samples: int, seed: int, shuffle: bool = True, num_replicas: int = 1,
@@ -104,25 +100,9 @@ class EpochSeededSampler(Sampler[int]):
             self.per_rank = num_samples // num_replicas
         else:
             self.per_rank = math.ceil(num_samples / num_replicas)
-        self._skip = 0  # samples to skip at the next iteration (set by load_state_dict)
-        self._offset = 0
-        self._iter = None
-        self._iter_len = 0
 
     def set_epoch(self, epoch: int) -> None:
-        if epoch != self.epoch:
-            self._skip = 0
         self.epoch = epoch
-
-    def state_dict(self) -> dict:
-        if self._iter is None:
-            return {"epoch": self.epoch, "yielded": self._skip}
-        return {"epoch": self.epoch, "yielded": self._offset + self._iter_len - operator.length_hint(self._iter)}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.epoch = int(state["epoch"])
-        self._skip = int(state["yielded"])
-        self._iter = None
 
     def indices(self) -> list[int]:
         if self.shuffle:
@@ -134,14 +114,58 @@ class EpochSeededSampler(Sampler[int]):
         return _shard(order, self.per_rank, self.num_replicas, self.rank)
 
     def __iter__(self):
-        self._offset, self._skip = self._skip, 0
-        rest = self.indices()[self._offset :]
-        self._iter_len = len(rest)
-        self._iter = iter(rest)
-        return self._iter
+        return iter(self.indices())
 
     def __len__(self) -> int:
         return self.per_rank
+
+
+class EpochBatchSampler:
+    """Whole batches sliced from a sampler's epoch order; the training data's position.
+
+    Stateful (torchdata's protocol) at batch granularity: ``state_dict()`` is
+    ``{"epoch", "batches_yielded"}``, read in O(1) from the running list iterator, and after
+    ``load_state_dict`` the next iteration starts at that batch, so a resume costs the same at
+    any position. Per batch it does one list slice, no per-sample Python work.
+    """
+
+    def __init__(self, sampler: EpochSeededSampler, batch_size: int, drop_last: bool):
+        self.sampler = sampler
+        self.batch_size = batch_size
+        self.drop_last = drop_last
+        self._skip = 0  # batches to skip at the next iteration (set by load_state_dict)
+        self._offset = 0
+        self._iter = None
+        self._iter_len = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        if epoch != self.sampler.epoch:
+            self._skip = 0
+        self.sampler.set_epoch(epoch)
+
+    def __iter__(self):
+        order, size = self.sampler.indices(), self.batch_size
+        stop = len(order) - len(order) % size if self.drop_last else len(order)
+        self._offset, self._skip = self._skip, 0
+        batches = [order[i : i + size] for i in range(self._offset * size, stop, size)]
+        self._iter_len = len(batches)
+        self._iter = iter(batches)
+        return self._iter
+
+    def __len__(self) -> int:
+        n = len(self.sampler)
+        return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
+
+    def state_dict(self) -> dict:
+        if self._iter is None:
+            return {"epoch": self.sampler.epoch, "batches_yielded": self._skip}
+        done = self._offset + self._iter_len - operator.length_hint(self._iter)
+        return {"epoch": self.sampler.epoch, "batches_yielded": done}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.sampler.set_epoch(int(state["epoch"]))
+        self._skip = int(state["batches_yielded"])
+        self._iter = None
 
 
 def _shard(order: list[int], per_rank: int, num_replicas: int, rank: int) -> list[int]:
@@ -349,14 +373,19 @@ def build_dataloader(
         if num_replicas > 1:
             dataset = IterableDatasetShard(dataset, num_replicas, rank)
         return _tag(loader_class(dataset, **common), epoch_seed)
-    if train and args.group_by_length:
-        sampler = LengthGroupedSampler(
-            sample_lengths(dataset, args.length_column_name), batch_size, epoch_seed, num_replicas, rank
-        )
-    elif not train and num_replicas > 1:
+    if train:
+        if args.group_by_length:
+            lengths = sample_lengths(dataset, args.length_column_name)
+            sampler = LengthGroupedSampler(lengths, batch_size, epoch_seed, num_replicas, rank)
+        else:
+            sampler = EpochSeededSampler(len(dataset), epoch_seed, num_replicas=num_replicas, rank=rank)
+        batches = EpochBatchSampler(sampler, batch_size, common.pop("drop_last"))
+        del common["batch_size"]
+        return _tag(loader_class(dataset, batch_sampler=batches, **common), epoch_seed)
+    if num_replicas > 1:
         sampler = EvalShardSampler(len(dataset), batch_size, num_replicas, rank)
     else:
-        sampler = EpochSeededSampler(len(dataset), epoch_seed, shuffle=train, num_replicas=num_replicas, rank=rank)
+        sampler = EpochSeededSampler(len(dataset), epoch_seed, shuffle=False)
     return _tag(loader_class(dataset, sampler=sampler, **common), epoch_seed)
 
 
@@ -367,7 +396,9 @@ def _tag(loader: DataLoader, epoch_seed: int) -> DataLoader:
 
 def set_dataloader_epoch(dataloader: DataLoader, epoch: int) -> None:
     """Tell the sampler (or iterable dataset) which epoch starts; reseed the loader's generator."""
-    for holder in (getattr(dataloader, "sampler", None), getattr(dataloader, "dataset", None)):
+    batch_sampler = getattr(dataloader, "batch_sampler", None)
+    sampler = batch_sampler if hasattr(batch_sampler, "set_epoch") else getattr(dataloader, "sampler", None)
+    for holder in (sampler, getattr(dataloader, "dataset", None)):
         if hasattr(holder, "set_epoch"):
             holder.set_epoch(epoch)
     generator = getattr(dataloader, "generator", None)

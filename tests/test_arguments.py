@@ -66,6 +66,10 @@ BAD = [
                                               "dataloader_num_workers > 0"),
     ({"torch_compile_mode": "fastest"}, "torch_compile_mode='fastest' is not valid"),
     ({"report_to": "mlflow"}, "report_to='mlflow': unknown backend(s) ['mlflow']; choose from: none, all"),
+    ({"ddp_backend": "carrier-pigeon"}, "ddp_backend='carrier-pigeon' is not valid; choose from ['gloo', 'nccl'"),
+    ({"ddp_backend": "nccl"}, "ddp_backend='nccl' needs CUDA GPUs; on the CPU use ddp_backend='gloo'"),
+    ({"ddp_timeout": 0}, "ddp_timeout=0 must be > 0 seconds"),
+    ({"ddp_bucket_cap_mb": 0}, "ddp_bucket_cap_mb=0 must be > 0"),
     ({"tf32": True}, "tf32=True needs an Ampere or newer CUDA GPU; set tf32=None (or False) on this machine"),
 ]
 
@@ -84,6 +88,14 @@ def test_validation_runs_again_at_trainer_construction(tmp_path):
     args.fp16 = args.bf16 = True
     with pytest.raises(ValueError, match="fp16=True and bf16=True were both set"):
         Trainer(RegressionModel(), args)
+
+
+def test_device_properties(tmp_path):
+    import torch
+
+    args = TrainingArguments(output_dir=str(tmp_path), use_cpu=True)
+    assert args.device == torch.device("cpu") and args.n_gpu == 0
+    assert args.world_size == 1 and args.process_index == 0 and args.local_process_index == 0
 
 
 def test_every_field_has_help():

@@ -25,6 +25,7 @@ from .optim import OPTIMIZER_NAMES, SCHEDULER_NAMES, parse_optim_args
 
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical", "passive")
 TORCH_COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+DDP_BACKENDS = ("gloo", "nccl", "mpi", "ccl", "hccl", "cncl", "mccl", "xccl")
 
 
 def _help(text: str, **extra) -> dict:
@@ -179,6 +180,27 @@ class TrainingArguments:
     use_cpu: bool = field(default=False, metadata=_help("Train on the CPU even when a GPU is available."))
     local_rank: int = field(
         default=-1, metadata=_help("Rank of this process on its node; set by the launcher (LOCAL_RANK).")
+    )
+    ddp_backend: str | None = field(
+        default=None,
+        metadata=_help("torch.distributed backend; default nccl with CUDA, gloo on the CPU.", choices=DDP_BACKENDS),
+    )
+    ddp_timeout: int = field(default=1800, metadata=_help("Seconds a collective may wait before failing."))
+    ddp_find_unused_parameters: bool | None = field(
+        default=None,
+        metadata=_help("DistributedDataParallel find_unused_parameters (for models whose forward skips parameters); "
+                       "default False, or True with gradient checkpointing off and unused parameters present."),
+    )
+    ddp_bucket_cap_mb: int | None = field(
+        default=None, metadata=_help("DistributedDataParallel gradient bucket size in MB; default torch's 25.")
+    )
+    ddp_broadcast_buffers: bool | None = field(
+        default=None, metadata=_help("DistributedDataParallel broadcast_buffers (BatchNorm statistics); default True.")
+    )
+    log_on_each_node: bool = field(
+        default=True,
+        metadata=_help("In multi-node runs, apply log_level on each node's main process (False: only on the "
+                       "global main; the others use log_level_replica)."),
     )
     dataloader_drop_last: bool = field(default=False, metadata=_help("Drop the last incomplete batch."))
     dataloader_num_workers: int = field(
@@ -368,6 +390,14 @@ class TrainingArguments:
         for name in ("log_level", "log_level_replica"):
             if getattr(self, name) not in LOG_LEVELS:
                 raise ValueError(f"{name}={getattr(self, name)!r} is not valid; choose from {list(LOG_LEVELS)}")
+        if self.ddp_backend is not None and self.ddp_backend not in DDP_BACKENDS:
+            raise ValueError(f"ddp_backend={self.ddp_backend!r} is not valid; choose from {list(DDP_BACKENDS)}")
+        if self.ddp_backend == "nccl" and (self.use_cpu or not _cuda_available()):
+            raise ValueError("ddp_backend='nccl' needs CUDA GPUs; on the CPU use ddp_backend='gloo' (or leave it unset)")
+        if self.ddp_timeout <= 0:
+            raise ValueError(f"ddp_timeout={self.ddp_timeout} must be > 0 seconds")
+        if self.ddp_bucket_cap_mb is not None and self.ddp_bucket_cap_mb <= 0:
+            raise ValueError(f"ddp_bucket_cap_mb={self.ddp_bucket_cap_mb} must be > 0 (or None for torch's default)")
         if self.save_total_limit is not None and self.save_total_limit < 1:
             raise ValueError(f"save_total_limit={self.save_total_limit} must be >= 1, or None to keep every checkpoint")
         if self.dataloader_persistent_workers and self.dataloader_num_workers == 0:
@@ -426,6 +456,20 @@ class TrainingArguments:
     @property
     def local_process_index(self) -> int:
         return self.local_rank if self.local_rank != -1 else 0
+
+    @property
+    def device(self):
+        """This process's device: ``cuda:{local_rank}`` with CUDA (unless use_cpu), else the CPU."""
+        import torch
+
+        if self.use_cpu or not torch.cuda.is_available():
+            return torch.device("cpu")
+        return torch.device("cuda", self.local_process_index)
+
+    @property
+    def n_gpu(self) -> int:
+        """GPUs this process uses: 1 with CUDA (one device per process), else 0."""
+        return 0 if self.device.type == "cpu" else 1
 
     @property
     def should_log(self) -> bool:
@@ -547,6 +591,12 @@ def _is_multiple(save_steps: float, eval_steps: float) -> bool:
         ratio = save_steps / eval_steps
         return abs(ratio - round(ratio)) < 1e-9 and round(ratio) >= 1
     return int(save_steps) % int(eval_steps) == 0
+
+
+def _cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
 
 
 def _dist_value(getter: str, env: str, default: int) -> int:

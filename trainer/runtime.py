@@ -26,10 +26,31 @@ logger = logging.getLogger(__name__)
 LOGGERS = ("trainer", "callbacks", "integrations", "transformers")
 
 
-def configure_logging(args, is_main_process: bool) -> None:
-    """Set this package's loggers (and transformers') to ``log_level`` on the main process and
-    ``log_level_replica`` on the others; 'passive' leaves them as they are."""
-    level = args.log_level if is_main_process else args.log_level_replica
+def _ddp_handlers(args) -> list:
+    """accelerate kwargs handlers for the process group and DistributedDataParallel options."""
+    from datetime import timedelta
+
+    from accelerate.utils import DistributedDataParallelKwargs, InitProcessGroupKwargs
+
+    ddp = {}
+    if args.ddp_find_unused_parameters is not None:
+        ddp["find_unused_parameters"] = args.ddp_find_unused_parameters
+    if args.ddp_bucket_cap_mb is not None:
+        ddp["bucket_cap_mb"] = args.ddp_bucket_cap_mb
+    if args.ddp_broadcast_buffers is not None:
+        ddp["broadcast_buffers"] = args.ddp_broadcast_buffers
+    group = {"timeout": timedelta(seconds=args.ddp_timeout)}
+    if args.ddp_backend is not None:
+        group["backend"] = args.ddp_backend
+    return [DistributedDataParallelKwargs(**ddp), InitProcessGroupKwargs(**group)]
+
+
+def configure_logging(args, runtime) -> None:
+    """Set this package's loggers (and transformers') to ``log_level`` on the main process (each
+    node's main with ``log_on_each_node``) and ``log_level_replica`` on the others; 'passive'
+    leaves them as they are."""
+    is_main = runtime.is_local_main_process if args.log_on_each_node else runtime.is_main_process
+    level = args.log_level if is_main else args.log_level_replica
     if level == "passive":
         return
     for name in LOGGERS:
@@ -56,7 +77,7 @@ class Runtime:
         if AcceleratorState._shared_state and AcceleratorState().mixed_precision != args.mixed_precision:
             # A new Trainer in the same process with another precision: start accelerate's state anew.
             AcceleratorState._reset_state(reset_partial_state=False)
-        self.accelerator = Accelerator(cpu=cpu, mixed_precision=args.mixed_precision)
+        self.accelerator = Accelerator(cpu=cpu, mixed_precision=args.mixed_precision, kwargs_handlers=_ddp_handlers(args))
         acc = self.accelerator
         if args.fp16 and acc.device.type == "cpu" and acc.scaler is None:
             acc.native_amp = True

@@ -98,7 +98,7 @@ class Trainer:
         args.validate()
         self.args = args
         self.runtime = Runtime(args)
-        configure_logging(args, self.runtime.is_main_process)
+        configure_logging(args, self.runtime)
         if processing_class is not None and tokenizer is not None and processing_class is not tokenizer:
             raise ValueError("processing_class and tokenizer were both given: pass only processing_class")
         self.processing_class = processing_class if processing_class is not None else tokenizer

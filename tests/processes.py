@@ -13,9 +13,9 @@ import subprocess
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
 
 
-def start(cmd: list[str], env: dict | None = None) -> subprocess.Popen:
+def start(cmd: list[str], env: dict | None = None, cwd: str | None = None) -> subprocess.Popen:
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env or ENV,
-                            start_new_session=True)
+                            start_new_session=True, cwd=cwd)
 
 
 def kill_group(proc: subprocess.Popen) -> None:

@@ -107,7 +107,9 @@ def main(argv: list[str] | None = None) -> dict:
     trainer.save_metrics("eval", eval_metrics)
     trainer.save_model()
     trainer.save_state()
-    print(f"eval_accuracy = {eval_metrics['eval_accuracy']:.4f}  (best checkpoint: {trainer.state.best_model_checkpoint})")
+    if trainer.is_world_process_zero():
+        print(f"eval_accuracy = {eval_metrics['eval_accuracy']:.4f}  "
+              f"(best checkpoint: {trainer.state.best_model_checkpoint})")
     return eval_metrics
 
 

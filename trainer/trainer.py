@@ -12,7 +12,6 @@ import inspect
 import json
 import logging
 import os
-import shutil
 import time
 from collections.abc import Callable, Mapping
 
@@ -298,6 +297,7 @@ class Trainer:
                 output = self._inner_training_loop(self._train_batch_size)
         finally:
             self.is_in_train = False
+            self._memory_tracker.stop_and_update("train", {})  # no-op unless training raised
         return output
 
     def _prepare_output_dir(self) -> None:
@@ -312,7 +312,7 @@ class Trainer:
             )
         if self.is_world_process_zero():
             for path in existing:
-                shutil.rmtree(path, ignore_errors=True)
+                ckpt.delete_checkpoint(path)
         self.runtime.wait_for_everyone()
 
     def _inner_training_loop(self, batch_size: int) -> TrainOutput:
@@ -375,8 +375,6 @@ class Trainer:
         metrics["epoch"] = self.state.epoch
         self._memory_tracker.stop_and_update("train", metrics)
         self.log(metrics)
-        if self.is_world_process_zero():
-            ckpt.rotate_checkpoints(args.output_dir, args.save_total_limit, self.state.best_model_checkpoint)
         self.control = handler.on_train_end(args, self.state, self.control)
         if loop.preempted:
             logger.warning("Training stopped by a preemption signal at step %d; checkpoint %s is complete. Exiting.",

@@ -184,10 +184,15 @@ def safe_torch_load(path: str, what: str):
         ) from e
 
 
+def temporary_dir(directory: str) -> str:
+    """Where the checkpoint ``directory`` is written before its rename into place."""
+    parent, name = os.path.split(directory)
+    return os.path.join(parent, TMP_PREFIX + name)
+
+
 def begin_checkpoint(directory: str) -> str:
     """Create (empty) the temporary directory a checkpoint is written into; returns it."""
-    parent, name = os.path.split(directory)
-    tmp = os.path.join(parent, TMP_PREFIX + name)
+    tmp = temporary_dir(directory)
     shutil.rmtree(tmp, ignore_errors=True)
     os.makedirs(tmp)
     return tmp
@@ -246,7 +251,7 @@ def write_training_checkpoint(trainer) -> str:
     loop = getattr(trainer, "_loop", None)
     dataloader_state = loop.dataloader.state_dict() if loop is not None and not args.save_only_model else None
     loss_window = loop.checkpoint_loss_window() if loop is not None else None
-    tmp = os.path.join(args.output_dir, TMP_PREFIX + os.path.basename(path))
+    tmp = temporary_dir(path)
     if writer:
         os.makedirs(args.output_dir, exist_ok=True)
         remove_stale_temporaries(args.output_dir)

@@ -21,7 +21,14 @@ from callbacks import TrainerState
 from .arguments import resolve_steps
 from .checkpoint import restore_rng_state
 from .data import has_length, model_input_names, set_dataloader_epoch
-from .evaluation import EvalLoopOutput, EvalPrediction, PredictionAccumulator, denumpify, prefix_metrics
+from .evaluation import (
+    EvalLoopOutput,
+    EvalPrediction,
+    PredictionAccumulator,
+    denumpify,
+    nested_map,
+    prefix_metrics,
+)
 from .preemption import PreemptionHandler
 from .run_metrics import speed_metrics
 
@@ -252,7 +259,7 @@ class TrainingLoop:
                         trainer.control = control
                         self.log_evaluate_save(model)
                         control = trainer.control
-                    if preemption.requested if not rt.distributed else rt.reduce_any(preemption.requested):
+                    if rt.reduce_any(preemption.requested):  # all ranks agree (a plain read when not distributed)
                         self.preempted = True
                         trainer.control = control
                         if trainer.last_saved_step != state.global_step:
@@ -346,8 +353,8 @@ def evaluation_loop(
     preds = PredictionAccumulator(args.eval_accumulation_steps)
     labels = PredictionAccumulator(args.eval_accumulation_steps)
     inputs_acc = PredictionAccumulator(args.eval_accumulation_steps)
-    loss_sum = torch.zeros((), device=rt.device, dtype=torch.float64)
-    loss_count = torch.zeros((), device=rt.device, dtype=torch.float64)
+    loss_sum = torch.zeros((), device=rt.device, dtype=torch.float64)  # this rank's, gathered once at the end
+    loss_count = 0
     observed = 0
     real_count = getattr(getattr(dataloader, "sampler", None), "real_count", None)  # padded distributed eval
     for step, inputs in enumerate(dataloader):
@@ -358,10 +365,8 @@ def evaluation_loop(
             real = real_count(step) if real_count is not None else batch_size
             if 0 < real < batch_size:  # the batch ends in padding: take the loss of its real samples only
                 loss = trainer.prediction_step(model, _slice_batch(inputs, real), True, ignore_keys=ignore_keys)[0]
-            pair = torch.stack([loss.detach().double().reshape(()) * real, torch.tensor(real, dtype=torch.float64,
-                                                                                        device=loss.device)])
-            pair = rt.gather(pair.reshape(1, 2)).sum(0)
-            loss_sum, loss_count = loss_sum + pair[0], loss_count + pair[1]
+            loss_sum = loss_sum + loss.detach().double().reshape(()) * real
+            loss_count += real
         if not loss_only:
             if batch_labels is not None:
                 batch_labels = _gather_padded(rt, batch_labels)
@@ -388,8 +393,10 @@ def evaluation_loop(
         eval_pred = EvalPrediction(all_preds, all_labels, all_inputs if args.include_inputs_for_metrics else None)
         metrics = dict(trainer.compute_metrics(eval_pred) or {})
     metrics = denumpify(metrics)
-    if loss_count.item() > 0:
-        metrics["loss"] = (loss_sum / loss_count).item()
+    totals = torch.stack([loss_sum, torch.tensor(float(loss_count), dtype=torch.float64, device=rt.device)])
+    totals = rt.gather(totals.reshape(1, 2)).sum(0)  # one collective per evaluation, on every rank
+    if totals[1].item() > 0:
+        metrics["loss"] = (totals[0] / totals[1]).item()
     metrics = prefix_metrics(metrics, metric_key_prefix)
     return EvalLoopOutput(predictions=all_preds, label_ids=all_labels, metrics=metrics, num_samples=num_samples)
 
@@ -406,19 +413,10 @@ def _batch_size(inputs) -> int:
 
 def _slice_batch(inputs, n: int):
     """The first ``n`` samples of a batch (tensors sliced on dim 0, other values kept)."""
-    def cut(v):
-        return v[:n] if isinstance(v, torch.Tensor) and v.dim() > 0 else v
-
-    if isinstance(inputs, dict):
-        return type(inputs)({k: cut(v) for k, v in inputs.items()})
-    if isinstance(inputs, (list, tuple)):
-        return type(inputs)(cut(v) for v in inputs)
-    return cut(inputs)
+    return nested_map(lambda v: v[:n] if isinstance(v, torch.Tensor) and v.dim() > 0 else v, inputs)
 
 
 def _gather_padded(rt, tensors):
-    from .evaluation import nested_map
-
     if not rt.distributed:
         return tensors
     return nested_map(lambda t: rt.gather(rt.pad_across_processes(t, dim=1) if t.dim() > 1 else t), tensors)

@@ -116,8 +116,9 @@ def changed_arguments(saved: dict | None, args) -> dict:
     return {k: (saved[k], now[k]) for k in TRAJECTORY_ARGS if k in saved and saved[k] != now[k]}
 
 
-def warn_changed_arguments(saved: dict | None, args, world_size: int, saved_world_size: int | None) -> dict:
+def warn_changed_arguments(saved: dict | None, args, world_size: int) -> dict:
     changed = changed_arguments(saved, args)
+    saved_world_size = (saved or {}).get("_world_size")
     if saved_world_size is not None and saved_world_size != world_size:
         changed["world_size"] = (saved_world_size, world_size)
     if changed:
@@ -156,8 +157,7 @@ def restore_trainer_state(trainer, resume: ResumePoint) -> None:
     if state.global_step >= state.max_steps:
         logger.warning("The checkpoint is at step %d, max_steps is %d: nothing left to train",
                        state.global_step, state.max_steps)
-    saved_world = resume.saved_args.get("_world_size") if resume.saved_args else None
-    warn_changed_arguments(resume.saved_args, trainer.args, trainer.runtime.num_processes, saved_world)
+    warn_changed_arguments(resume.saved_args, trainer.args, trainer.runtime.num_processes)
     restore_callback_states(dict(resume.state.stateful_callbacks), trainer.callback_handler.callbacks,
                             trainer.control)
     trainer.control._new_training()

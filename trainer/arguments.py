@@ -202,6 +202,27 @@ class TrainingArguments:
         metadata=_help("In multi-node runs, apply log_level on each node's main process (False: only on the "
                        "global main; the others use log_level_replica)."),
     )
+    deepspeed: str | dict | None = field(
+        default=None,
+        metadata=_help("DeepSpeed ZeRO: a JSON config file path or a dict; \"auto\" values are filled from these "
+                       "arguments (see integrations/deepspeed.py and configs/ds_zero*.json)."),
+    )
+    sharded_ddp: str | list | None = field(
+        default=None,
+        metadata=_help("FairScale sharded DDP: 'simple' (OSS optimizer + ShardedDataParallel; CPU or GPU). "
+                       "'zero_dp_2', 'zero_dp_3', 'offload' are FairScale's FSDP and need CUDA. FairScale is "
+                       "archived: prefer fsdp='full_shard'."),
+    )
+    fsdp: str | list | None = field(
+        default=None,
+        metadata=_help("torch FSDP2: 'full_shard' or 'shard_grad_op', optionally with 'offload' "
+                       "(e.g. 'full_shard offload')."),
+    )
+    fsdp_config: str | dict | None = field(
+        default=None,
+        metadata=_help("FSDP options as a dict or JSON file: transformer_layer_cls_to_wrap, min_num_params, "
+                       "state_dict_type ('full' or 'sharded'), reshard_after_forward."),
+    )
     dataloader_drop_last: bool = field(default=False, metadata=_help("Drop the last incomplete batch."))
     dataloader_num_workers: int = field(
         default=0, metadata=_help("Worker processes of the dataloaders; 0 loads in the main process.")
@@ -432,9 +453,43 @@ class TrainingArguments:
                     "load_best_model_at_end=True requires save_steps to be a multiple of eval_steps (so every saved "
                     f"checkpoint was evaluated): got save_steps={self.save_steps} and eval_steps={self.eval_steps}"
                 )
+        self._validate_parallel()
         from integrations.reporting import resolve_report_to
 
         resolve_report_to(self.report_to)
+
+    def _validate_parallel(self) -> None:
+        """deepspeed / sharded_ddp / fsdp: one at a time, options known, CUDA-only modes refused on the CPU."""
+        chosen = [name for name in ("deepspeed", "sharded_ddp", "fsdp") if getattr(self, name)]
+        if len(chosen) > 1:
+            raise ValueError(f"{' and '.join(chosen)} were both set: choose one way to shard the training")
+        if self.sharded_ddp:
+            from integrations.fairscale import FULLY_SHARDED, parse_sharded_ddp
+
+            options = parse_sharded_ddp(self.sharded_ddp)
+            if any(o in FULLY_SHARDED for o in options) and (self.use_cpu or not _cuda_available()):
+                raise ValueError(
+                    f"sharded_ddp={self.sharded_ddp!r} is FairScale's FullyShardedDataParallel, which needs CUDA GPUs. "
+                    "On the CPU use sharded_ddp='simple' (OSS + ShardedDataParallel) or fsdp='full_shard' (torch "
+                    "FSDP2, the maintained successor of FairScale)"
+                )
+        if self.fsdp:
+            from integrations.fsdp import load_fsdp_config, parse_fsdp
+
+            parse_fsdp(self.fsdp)
+            load_fsdp_config(self.fsdp_config)
+        elif self.fsdp_config:
+            raise ValueError("fsdp_config is set but fsdp is not: set fsdp='full_shard' (or remove fsdp_config)")
+        if (self.sharded_ddp or self.fsdp) and self.fp16:
+            raise ValueError(f"fp16=True with {chosen[0]}: the gradient scaler does not support sharded gradients "
+                             "here; use bf16=True")
+        if chosen and self.save_on_each_node:
+            raise ValueError(f"save_on_each_node=True with {chosen[0]}: sharded checkpoints are written by every "
+                             "process into one directory, which needs a filesystem shared by the nodes; unset it")
+        if self.deepspeed:
+            from integrations.deepspeed import load_config
+
+            load_config(self.deepspeed)
 
     # ------------------------------------------------------------------------------------
     @property

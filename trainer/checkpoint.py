@@ -116,11 +116,22 @@ def write_json(path: str, data) -> None:
         f.write(json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
-def save_model_files(model: torch.nn.Module, directory: str, processing_class=None, args=None) -> None:
-    """Weights (``save_pretrained`` or ``model.safetensors``), the processing class and the args."""
+def save_model_files(model: torch.nn.Module, directory: str, processing_class=None, args=None,
+                     state_dict: dict | None = None, weights: bool = True) -> None:
+    """Weights (``save_pretrained`` or ``model.safetensors``), the processing class and the args.
+
+    ``state_dict``: the full weights gathered by a sharding engine, written instead of the model's own;
+    ``weights=False``: no weights file (the engine's own checkpoint files hold them).
+    """
     os.makedirs(directory, exist_ok=True)
-    if hasattr(model, "save_pretrained"):
-        model.save_pretrained(directory, safe_serialization=True)
+    if not weights:
+        logger.info("No weights file in %s: the engine's checkpoint files hold the weights", directory)
+    elif hasattr(model, "save_pretrained"):
+        model.save_pretrained(directory, safe_serialization=True, state_dict=state_dict)
+    elif state_dict is not None:
+        from safetensors.torch import save_file
+
+        save_file(_without_shared(state_dict), os.path.join(directory, WEIGHTS_NAME), metadata={"format": "pt"})
     else:
         from safetensors.torch import save_model
 
@@ -129,6 +140,21 @@ def save_model_files(model: torch.nn.Module, directory: str, processing_class=No
         processing_class.save_pretrained(directory)
     if args is not None:
         write_json(os.path.join(directory, TRAINING_ARGS_NAME), {**args.to_dict(), "_world_size": args.world_size})
+
+
+def _without_shared(state_dict: dict) -> dict:
+    """Tensors safetensors accepts: a tied weight once (under its first name), views into a larger
+    buffer (ZeRO's flat parameter groups) copied out."""
+    seen, out = set(), {}
+    for name, tensor in state_dict.items():
+        key = (tensor.data_ptr(), tuple(tensor.shape))
+        if tensor.numel() and key in seen:
+            continue
+        seen.add(key)
+        tensor = tensor.detach()
+        whole = tensor.is_contiguous() and tensor.untyped_storage().nbytes() == tensor.numel() * tensor.element_size()
+        out[name] = tensor if whole else tensor.clone()
+    return out
 
 
 def rank_file(name: str, rank: int, world_size: int) -> str:
@@ -198,12 +224,14 @@ def begin_checkpoint(directory: str) -> str:
     return tmp
 
 
-def write_main_files(tmp: str, *, model, optimizer, scheduler, scaler, state, args, processing_class=None,
-                     loss_window: dict | None = None, save_only_model: bool = False) -> None:
+def write_main_files(tmp: str, *, model, model_state, optimizer_state, scheduler, scaler, state, args,
+                     processing_class=None, loss_window: dict | None = None, save_only_model: bool = False,
+                     weights: bool = True) -> None:
     """Files written once per checkpoint: weights, args, state, optimizer/scheduler/scaler."""
-    save_model_files(model, tmp, processing_class, args)
+    save_model_files(model, tmp, processing_class, args, state_dict=model_state, weights=weights)
     if not save_only_model:
-        torch.save(optimizer.state_dict(), os.path.join(tmp, OPTIMIZER_NAME))
+        if optimizer_state is not None:
+            torch.save(optimizer_state, os.path.join(tmp, OPTIMIZER_NAME))
         if scheduler is not None:
             torch.save(scheduler.state_dict(), os.path.join(tmp, SCHEDULER_NAME))
         if scaler is not None:
@@ -251,18 +279,23 @@ def write_training_checkpoint(trainer) -> str:
     loop = getattr(trainer, "_loop", None)
     dataloader_state = loop.dataloader.state_dict() if loop is not None and not args.save_only_model else None
     loss_window = loop.checkpoint_loss_window() if loop is not None else None
+    strategy = rt.strategy
+    model_state = strategy.model_state_dict(trainer.model_wrapped)  # collectives first, on every process
+    optimizer_state = None if args.save_only_model else strategy.optimizer_state_dict(trainer.optimizer)
     tmp = temporary_dir(path)
     if writer:
         os.makedirs(args.output_dir, exist_ok=True)
         remove_stale_temporaries(args.output_dir)
         begin_checkpoint(path)
         write_main_files(
-            tmp, model=rt.unwrap(trainer.model_wrapped), optimizer=trainer.optimizer, scheduler=trainer.lr_scheduler,
-            scaler=rt.scaler, state=state, args=args, processing_class=trainer.processing_class,
-            loss_window=loss_window, save_only_model=args.save_only_model,
+            tmp, model=rt.unwrap(trainer.model_wrapped), model_state=model_state, optimizer_state=optimizer_state,
+            scheduler=trainer.lr_scheduler, scaler=rt.scaler, state=state, args=args,
+            processing_class=trainer.processing_class, loss_window=loss_window, save_only_model=args.save_only_model,
+            weights=strategy.writes_weights_file(),
         )
     rt.wait_for_everyone()
     if not args.save_only_model:
+        strategy.save_engine_state(tmp, state.global_step)  # DeepSpeed / sharded FSDP: every process writes
         write_rank_files(tmp, rt.process_index, rt.num_processes, dataloader_state)
     rt.wait_for_everyone()
     if writer:

@@ -181,7 +181,7 @@ class TrainingLoop:
         step_scheduler = scheduler is not None and not isinstance(
             scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau
         )
-        check_skipped = rt.scaler is not None
+        check_skipped = rt.scaler is not None or rt.deepspeed  # fp16 overflow skips the step
         from .trainer import Trainer as BaseTrainer
 
         # FLOPs are counted for models that take input_ids, or when a subclass overrides floating_point_ops
@@ -243,7 +243,7 @@ class TrainingLoop:
                             loss = trainer.training_step(model, inputs)
                             self.window.add(loss)
                     if clip:
-                        self.grad_norm = rt.clip_grad_norm(params, args.max_grad_norm)
+                        self.grad_norm = rt.clip_grad_norm(params, args.max_grad_norm, model, optimizer)
                     control = handler.on_pre_optimizer_step(args, state, control)
                     optimizer.step()
                     control = handler.on_optimizer_step(args, state, control)

@@ -66,7 +66,7 @@ class ResumePoint:
 
     path: str
     state: TrainerState
-    optimizer: dict
+    optimizer: dict | None
     scheduler: dict | None
     scaler: dict | None
     rng: dict | None
@@ -75,20 +75,24 @@ class ResumePoint:
     saved_args: dict | None
 
 
-def read_checkpoint(path: str, rank: int, world_size: int) -> ResumePoint:
-    """Read every resumable part of ``path`` (this rank's RNG and data position included)."""
+def read_checkpoint(path: str, rank: int, world_size: int, engine_state: bool = False) -> ResumePoint:
+    """Read every resumable part of ``path`` (this rank's RNG and data position included).
+
+    ``engine_state``: the optimizer state is in an engine's own files (DeepSpeed, sharded FSDP),
+    restored by the strategy, so ``optimizer.pt`` is not required.
+    """
     def optional(name: str, loader):
         full = os.path.join(path, name)
         return loader(full) if os.path.exists(full) else None
 
     state = TrainerState.load_from_json(os.path.join(path, ckpt.TRAINER_STATE_NAME))
-    if not os.path.exists(os.path.join(path, ckpt.OPTIMIZER_NAME)):
+    if not engine_state and not os.path.exists(os.path.join(path, ckpt.OPTIMIZER_NAME)):
         raise ValueError(
             f"{path} holds no {ckpt.OPTIMIZER_NAME}: it was saved with save_only_model=True (or is not a training "
             "checkpoint) and cannot resume training; load its weights into a model and train() without "
             "resume_from_checkpoint instead"
         )
-    optimizer = ckpt.safe_torch_load(os.path.join(path, ckpt.OPTIMIZER_NAME), "the optimizer state")
+    optimizer = optional(ckpt.OPTIMIZER_NAME, lambda p: ckpt.safe_torch_load(p, "the optimizer state"))
     scheduler = optional(ckpt.SCHEDULER_NAME, lambda p: ckpt.safe_torch_load(p, "the scheduler state"))
     scaler = optional(ckpt.SCALER_NAME, lambda p: ckpt.safe_torch_load(p, "the gradient scaler state"))
     rng_name = ckpt.rank_file(ckpt.RNG_NAME, rank, world_size)
@@ -165,9 +169,13 @@ def restore_trainer_state(trainer, resume: ResumePoint) -> None:
 
 
 def restore_optimization(trainer, resume: ResumePoint) -> None:
-    """Optimizer, scheduler and gradient-scaler states from a checkpoint."""
+    """Optimizer (through the engine when it saved its own files), scheduler and gradient-scaler states."""
+    strategy = trainer.runtime.strategy
     try:
-        trainer.optimizer.load_state_dict(resume.optimizer)
+        if strategy.has_engine_state(resume.path):
+            strategy.load_engine_state(resume.path, trainer.model_wrapped, trainer.optimizer)
+        if resume.optimizer is not None:
+            strategy.load_optimizer_state(trainer.optimizer, resume.optimizer)
     except (ValueError, KeyError) as e:
         raise ValueError(f"the optimizer state in {resume.path} does not fit this model/optimizer "
                          f"({type(trainer.optimizer).__name__}): {e}") from e

@@ -26,7 +26,7 @@ logger = logging.getLogger(__name__)
 LOGGERS = ("trainer", "callbacks", "integrations", "transformers")
 
 
-def _ddp_handlers(args) -> list:
+def _ddp_handlers(args, backend: str | None = None) -> list:
     """accelerate kwargs handlers for the process group and DistributedDataParallel options."""
     from datetime import timedelta
 
@@ -40,8 +40,8 @@ def _ddp_handlers(args) -> list:
     if args.ddp_broadcast_buffers is not None:
         ddp["broadcast_buffers"] = args.ddp_broadcast_buffers
     group = {"timeout": timedelta(seconds=args.ddp_timeout)}
-    if args.ddp_backend is not None:
-        group["backend"] = args.ddp_backend
+    if args.ddp_backend is not None or backend is not None:
+        group["backend"] = args.ddp_backend or backend
     return [DistributedDataParallelKwargs(**ddp), InitProcessGroupKwargs(**group)]
 
 
@@ -73,13 +73,24 @@ class Runtime:
         from accelerate import Accelerator
         from accelerate.state import AcceleratorState
 
-        cpu = args.use_cpu or not torch.cuda.is_available()
-        if AcceleratorState._shared_state and AcceleratorState().mixed_precision != args.mixed_precision:
-            # A new Trainer in the same process with another precision: start accelerate's state anew.
+        from integrations.parallel import selected_strategy
+
+        self.strategy = selected_strategy(args)
+        cuda = torch.cuda.is_available() and not args.use_cpu
+        kwargs = self.strategy.accelerator_kwargs(cuda)
+        backend = kwargs.pop("backend", None)
+        if AcceleratorState._shared_state and (
+            AcceleratorState().mixed_precision != args.mixed_precision or "deepspeed_plugin" in kwargs
+            or AcceleratorState().distributed_type.value == "DEEPSPEED"
+        ):
+            # A new Trainer in the same process with another precision or engine: start accelerate's state anew.
             AcceleratorState._reset_state(reset_partial_state=False)
-        self.accelerator = Accelerator(cpu=cpu, mixed_precision=args.mixed_precision, kwargs_handlers=_ddp_handlers(args))
+        self.accelerator = Accelerator(mixed_precision=args.mixed_precision,
+                                       kwargs_handlers=_ddp_handlers(args, backend), **kwargs)
         acc = self.accelerator
-        if args.fp16 and acc.device.type == "cpu" and acc.scaler is None:
+        self.strategy.bind(acc)
+        self.deepspeed = self.strategy.name == "deepspeed"
+        if args.fp16 and acc.device.type == "cpu" and acc.scaler is None and not self.deepspeed:
             acc.native_amp = True
             acc.scaler = torch.amp.GradScaler("cpu")
         if args.tf32 is not None and torch.cuda.is_available():
@@ -100,29 +111,54 @@ class Runtime:
         self._plain_clip = acc.distributed_type in (
             DistributedType.NO, DistributedType.MULTI_CPU, DistributedType.MULTI_GPU
         )
+        self._default_strategy = self.strategy.name == "ddp"
 
     # -- preparation ----------------------------------------------------------------------
     def prepare_model(self, model: torch.nn.Module) -> torch.nn.Module:
-        """Place the model and wrap it for distribution and autocast (once per model)."""
+        """Place the model and wrap it for distribution and autocast (once per model), for evaluation
+        outside training. Engines that shard (DeepSpeed, FairScale) evaluate the plain model on each
+        process; FSDP shards it."""
         if "_original_forward" in vars(model):  # wrapped by an earlier train(): unwrap first
             model = self.accelerator.unwrap_model(model, keep_fp32_wrapper=False)
+        if self.strategy.name == "fsdp":
+            return self.strategy.shard(model)
+        if not self._default_strategy:
+            return model.to(self.device)
         return self.accelerator.prepare_model(model)
+
+    def prepare_training(self, model, optimizer, make_scheduler, max_steps: int, warmup_steps: int):
+        """Wrap model and optimizer for training; returns ``(model, optimizer, scheduler)``."""
+        if "_original_forward" in vars(model):
+            model = self.accelerator.unwrap_model(model, keep_fp32_wrapper=False)
+        model, optimizer, scheduler = self.strategy.prepare(model, optimizer, make_scheduler, max_steps, warmup_steps)
+        if self.scaler is not None and self._default_strategy:
+            optimizer = self.accelerator.prepare_optimizer(optimizer)
+        return model, optimizer, scheduler
 
     def prepare_optimizer(self, optimizer):
         return self.accelerator.prepare_optimizer(optimizer)
 
     def unwrap(self, model: torch.nn.Module) -> torch.nn.Module:
-        return self.accelerator.unwrap_model(model)
+        model = self.accelerator.unwrap_model(model)
+        while type(model).__name__ == "ShardedDataParallel":  # FairScale's wrapper, unknown to accelerate
+            model = model.module
+        return model
 
     # -- per-step functions ---------------------------------------------------------------
     def backward(self, loss: torch.Tensor) -> None:
         if self.scaler is not None:
             self.scaler.scale(loss).backward()
-        else:
+        elif self._default_strategy:
             loss.backward()
+        else:
+            self.strategy.backward(loss)
 
-    def clip_grad_norm(self, parameters, max_norm: float) -> torch.Tensor:
+    def clip_grad_norm(self, parameters, max_norm: float, model=None, optimizer=None) -> torch.Tensor:
         """Unscale (fp16) and clip; returns the total norm as a tensor (no device sync)."""
+        if not self._default_strategy:
+            if self.scaler is not None:
+                self.accelerator.unscale_gradients()
+            return self.strategy.clip_grad_norm(model, optimizer, parameters, max_norm)
         if not self._plain_clip:
             return self.accelerator.clip_grad_norm_(parameters, max_norm)
         if self.scaler is not None:
@@ -130,7 +166,9 @@ class Runtime:
         return torch.nn.utils.clip_grad_norm_(parameters, max_norm)
 
     def no_sync(self, model):
-        """Skip the gradient all-reduce for accumulation micro-batches that are not the last."""
+        """Skip the gradient reduction for accumulation micro-batches that are not the last."""
+        if not self._default_strategy:
+            return self.strategy.no_sync(model)
         if self.distributed and hasattr(model, "no_sync"):
             return model.no_sync()
         return contextlib.nullcontext()

@@ -183,7 +183,7 @@ class Trainer:
 
     def model_for_evaluation(self) -> nn.Module:
         """The model evaluation runs: the prepared one, cast for fp16/bf16_full_eval outside training."""
-        if self.is_in_train:
+        if self.is_in_train or not self.runtime._default_strategy and self.model_wrapped is not self.model:
             return self.model_wrapped
         model = self.model_wrapped if self.model_wrapped is not self.model else self.runtime.prepare_model(self.model)
         self.model_wrapped = model
@@ -233,6 +233,7 @@ class Trainer:
     def create_optimizer(self) -> torch.optim.Optimizer:
         if self.optimizer is None:
             self.optimizer = create_optimizer(self.model, self.args)
+        self.optimizer = self.runtime.strategy.wrap_optimizer(self.optimizer)  # FairScale: OSS
         return self.optimizer
 
     def create_scheduler(self, num_training_steps: int, optimizer: torch.optim.Optimizer | None = None):
@@ -329,10 +330,18 @@ class Trainer:
                 f"the training dataloader has no batch: {len(train_dataloader.dataset)} samples, batch size "
                 f"{batch_size}, dataloader_drop_last={args.dataloader_drop_last}"
             )
+        rt = self.runtime
         resume = None
         if self._resume_path is not None:
-            resume = read_checkpoint(self._resume_path, self.runtime.process_index, self.runtime.num_processes)
-            ckpt.load_model_weights(self.model, self._resume_path)
+            engine_state = rt.strategy.has_engine_state(self._resume_path)
+            if rt.strategy.engine_loads_weights and not engine_state:
+                raise ValueError(
+                    f"resume_from_checkpoint={self._resume_path!r} holds no {rt.strategy.name} engine state: it was "
+                    f"saved by a run with another parallel setup; resume it with the same deepspeed/fsdp settings"
+                )
+            resume = read_checkpoint(self._resume_path, rt.process_index, rt.num_processes, engine_state)
+            if not rt.strategy.engine_loads_weights:
+                ckpt.load_model_weights(self.model, self._resume_path)
         self.state = loop.new_state()
         self.control = TrainerControl()
         self.last_saved_step = None
@@ -344,14 +353,18 @@ class Trainer:
                 self.model.activation_checkpointing_enable(kwargs)
             else:
                 self.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
-        self.create_optimizer_and_scheduler(loop.max_steps)
+        self.model = rt.strategy.shard(self.model)  # FSDP: parameters sharded before the optimizer sees them
+        self.create_optimizer()
+        model, self.optimizer, self.lr_scheduler = rt.prepare_training(
+            self.model, self.optimizer, lambda optimizer: self.create_scheduler(loop.max_steps, optimizer),
+            loop.max_steps, num_warmup_steps(args, loop.max_steps),
+        )
+        self.model_wrapped = model
         if resume is not None:
             restore_optimization(self, resume)
-        model = self.runtime.prepare_model(self.model)
-        self.optimizer = self.runtime.prepare_optimizer(self.optimizer) if self.runtime.scaler else self.optimizer
         if args.torch_compile:
             model = torch.compile(model, backend=args.torch_compile_backend, mode=args.torch_compile_mode)
-        self.model_wrapped = model
+            self.model_wrapped = model
         handler = self.callback_handler
         handler.model, handler.optimizer, handler.lr_scheduler = self.model, self.optimizer, self.lr_scheduler
         handler.train_dataloader = train_dataloader
@@ -481,8 +494,22 @@ class Trainer:
     def save_model(self, output_dir: str | None = None) -> None:
         """Save weights (safetensors), the processing class and ``training_args.json`` (main process)."""
         output_dir = output_dir or self.args.output_dir
+        strategy = self.runtime.strategy
+        state_dict = strategy.model_state_dict(self.model_wrapped, final=True)  # collective under ZeRO-3 / FSDP
+        weights = strategy.writes_weights_file(final=True)
+        if not weights:  # ZeRO-3 without stage3_gather_16bit_weights_on_model_save: partitions only
+            logger.warning(
+                "save_model: ZeRO-3 weights are partitioned and stage3_gather_16bit_weights_on_model_save is off, so "
+                "%s gets DeepSpeed's checkpoint files; rebuild full weights with "
+                "integrations.deepspeed.load_fp32_weights(%r) or %s/zero_to_fp32.py", output_dir, output_dir, output_dir,
+            )
+            if self.is_world_process_zero():
+                os.makedirs(output_dir, exist_ok=True)
+            self.runtime.wait_for_everyone()
+            strategy.save_engine_state(output_dir, self.state.global_step)
         if self.is_world_process_zero():
-            ckpt.save_model_files(self.runtime.unwrap(self.model_wrapped), output_dir, self.processing_class, self.args)
+            ckpt.save_model_files(self.runtime.unwrap(self.model_wrapped), output_dir, self.processing_class, self.args,
+                                  state_dict=state_dict, weights=weights)
         self.runtime.wait_for_everyone()
 
     def save_state(self) -> None:

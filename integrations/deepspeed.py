@@ -208,7 +208,9 @@ def setup_single_process_distributed(port: int | None = None) -> dict:
     """Set the environment of a one-process distributed run (for a notebook or plain ``python``).
 
     DeepSpeed needs ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR`` and ``MASTER_PORT``
-    even for one process; values a launcher already set are kept. Returns what was set.
+    even for one process; values a launcher already set are kept. Returns what was set. The
+    Trainer calls it itself when ``deepspeed=`` is given without a launcher; call it first in a
+    notebook to choose the port.
     """
     import socket
 
@@ -256,6 +258,9 @@ class DeepSpeedStrategy(ParallelStrategy):
 
     def accelerator_kwargs(self, cuda: bool) -> dict:
         from accelerate.utils import DeepSpeedPlugin
+
+        if "LOCAL_RANK" not in os.environ:  # plain `python script.py` or a notebook: a one-process group
+            logger.info("deepspeed= without a launcher: running one process (%s)", setup_single_process_distributed())
 
         # The plugin keeps a reference to the config dict: "auto" values filled at train() reach it.
         self._plugin = DeepSpeedPlugin(hf_ds_config=self.config)

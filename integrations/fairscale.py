@@ -8,8 +8,11 @@ successor, or DeepSpeed ZeRO.
   gradients are reduced to the process that owns them (ShardedDataParallel). Works on CPU
   (gloo) and GPU. Checkpoints hold the full optimizer state: it is consolidated on the main
   process before ``optimizer.pt`` is written, and each process takes its share back on resume.
-- ``zero_dp_2``, ``zero_dp_3``, ``offload``: FairScale's FullyShardedDataParallel, which needs
-  CUDA; ``TrainingArguments`` rejects them on a machine without a GPU.
+- ``zero_dp_2``, ``zero_dp_3`` (with ``offload``, ``auto_wrap``): FairScale's
+  FullyShardedDataParallel, which needs CUDA; ``TrainingArguments`` rejects them on a machine
+  without a GPU. Checkpoints hold the full weights and the full optimizer state (gathered on the
+  main process); on resume each process takes its shard. This path only runs on GPUs and has
+  not been run by the project's CI (tests/test_gpu.py covers it where a GPU is present).
 """
 
 from __future__ import annotations
@@ -48,11 +51,6 @@ class ShardedDDPStrategy(ParallelStrategy):
         if importlib.util.find_spec("fairscale") is None:
             raise ImportError("TrainingArguments(sharded_ddp=...) needs FairScale: pip install 'trainforge[fairscale]'")
         self.options = parse_sharded_ddp(args.sharded_ddp)
-        if any(o in FULLY_SHARDED for o in self.options):
-            raise NotImplementedError(  # TrainingArguments rejects these first on CPU; see test_gpu.py
-                f"sharded_ddp={args.sharded_ddp!r} (FairScale FullyShardedDataParallel) is not supported: FairScale is "
-                "archived; use fsdp='full_shard' (torch FSDP2) instead"
-            )
 
     def wrap_optimizer(self, optimizer):
         """Rebuild ``optimizer`` as an OSS over the same parameter groups and hyperparameters."""
@@ -91,3 +89,41 @@ class ShardedDDPStrategy(ParallelStrategy):
 
     def load_optimizer_state(self, optimizer, state: dict) -> None:
         optimizer.load_state_dict(state)  # OSS keeps this process's share
+
+
+class FairScaleFSDPStrategy(ShardedDDPStrategy):
+    """``sharded_ddp="zero_dp_2" | "zero_dp_3"`` (+ ``offload``, ``auto_wrap``): FairScale's FSDP (CUDA)."""
+
+    name = "fairscale_fsdp"
+
+    def shard(self, model: torch.nn.Module) -> torch.nn.Module:
+        from fairscale.nn.data_parallel import FullyShardedDataParallel
+        from fairscale.nn.wrap import auto_wrap, default_auto_wrap_policy, enable_wrap
+
+        if isinstance(model, FullyShardedDataParallel):
+            return model
+        kwargs = {"reshard_after_forward": "zero_dp_3" in self.options, "cpu_offload": "offload" in self.options}
+        model = model if "offload" in self.options else model.to(self.accelerator.device)
+        if "auto_wrap" in self.options:
+            with enable_wrap(wrapper_cls=FullyShardedDataParallel, auto_wrap_policy=default_auto_wrap_policy, **kwargs):
+                model = auto_wrap(model)
+        self.model = FullyShardedDataParallel(model, **kwargs)
+        return self.model
+
+    def wrap_optimizer(self, optimizer):
+        return optimizer  # built over the FSDP flat parameters, each process's shard
+
+    def prepare(self, model, optimizer, make_scheduler, max_steps: int, warmup_steps: int):
+        return model, optimizer, make_scheduler(optimizer)
+
+    def clip_grad_norm(self, model, optimizer, parameters, max_norm: float) -> torch.Tensor:
+        return model.clip_grad_norm_(max_norm)
+
+    def model_state_dict(self, model, final: bool = False) -> dict | None:
+        return model.state_dict()  # collective: the full, unflattened weights
+
+    def optimizer_state_dict(self, optimizer) -> dict | None:
+        return self.model.gather_full_optim_state_dict(optimizer)  # collective; None but on rank 0
+
+    def load_optimizer_state(self, optimizer, state: dict) -> None:
+        optimizer.load_state_dict(self.model.get_shard_from_optim_state_dict(state))

@@ -32,9 +32,10 @@ def selected_strategy(args) -> ParallelStrategy:
 
         return DeepSpeedStrategy(args)
     if args.sharded_ddp:
-        from .fairscale import ShardedDDPStrategy
+        from .fairscale import FULLY_SHARDED, FairScaleFSDPStrategy, ShardedDDPStrategy, parse_sharded_ddp
 
-        return ShardedDDPStrategy(args)
+        fully = any(o in FULLY_SHARDED for o in parse_sharded_ddp(args.sharded_ddp))
+        return FairScaleFSDPStrategy(args) if fully else ShardedDDPStrategy(args)
     if args.fsdp:
         from .fsdp import FSDPStrategy
 

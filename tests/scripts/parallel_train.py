@@ -54,6 +54,8 @@ def engine_arguments(engine: str, ds_config: str | None, fsdp_state: str) -> dic
         return {"deepspeed": ds_config}
     if engine == "fairscale":
         return {"sharded_ddp": "simple"}
+    if engine == "fairscale_fsdp":  # CUDA only
+        return {"sharded_ddp": "zero_dp_3"}
     if engine == "fsdp":
         return {"fsdp": "full_shard", "fsdp_config": {"min_num_params": 100, "state_dict_type": fsdp_state}}
     return {}
@@ -63,7 +65,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--output_dir", required=True)
     parser.add_argument("--final", default=None)
-    parser.add_argument("--engine", choices=["ddp", "deepspeed", "fairscale", "fsdp"], default="ddp")
+    parser.add_argument("--engine", choices=["ddp", "deepspeed", "fairscale", "fairscale_fsdp", "fsdp"], default="ddp")
     parser.add_argument("--ds_config", default=None)
     parser.add_argument("--fsdp_state", default="full")
     parser.add_argument("--mode", choices=["straight", "cut", "resume"], default="straight")

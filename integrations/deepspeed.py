@@ -253,6 +253,7 @@ class DeepSpeedStrategy(ParallelStrategy):
             raise ImportError("TrainingArguments(deepspeed=...) needs DeepSpeed: pip install 'trainforge[deepspeed]'")
         self.config = fill_from_arguments(load_config(args.deepspeed), args, args.world_size)
         self.stage = zero_stage(self.config)
+        self.collective_forward = self.stage == 3
         self.engine = None
         self._boundary = True
 

@@ -95,6 +95,7 @@ class FairScaleFSDPStrategy(ShardedDDPStrategy):
     """``sharded_ddp="zero_dp_2" | "zero_dp_3"`` (+ ``offload``, ``auto_wrap``): FairScale's FSDP (CUDA)."""
 
     name = "fairscale_fsdp"
+    collective_forward = True
 
     def shard(self, model: torch.nn.Module) -> torch.nn.Module:
         from fairscale.nn.data_parallel import FullyShardedDataParallel
@@ -127,3 +128,7 @@ class FairScaleFSDPStrategy(ShardedDDPStrategy):
 
     def load_optimizer_state(self, optimizer, state: dict) -> None:
         optimizer.load_state_dict(self.model.get_shard_from_optim_state_dict(state))
+
+    def load_full_state_dict(self, model, state_dict: dict) -> bool:
+        model.load_state_dict(state_dict)
+        return True

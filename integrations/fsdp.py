@@ -82,6 +82,7 @@ def load_fsdp_config(value) -> dict:
 
 class FSDPStrategy(ParallelStrategy):
     name = "fsdp"
+    collective_forward = True
 
     def __init__(self, args):
         super().__init__(args)
@@ -196,6 +197,12 @@ class FSDPStrategy(ParallelStrategy):
             set_state_dict(model, optimizer, model_state_dict=state["model"], optim_state_dict=state["optimizer"])
         else:
             set_model_state_dict(model, state["model"])
+
+    def load_full_state_dict(self, model, state_dict: dict) -> bool:
+        from torch.distributed.checkpoint.state_dict import set_model_state_dict
+
+        set_model_state_dict(model, state_dict, options=self._options(full_state_dict=True))
+        return True
 
     def load_optimizer_state(self, optimizer, state: dict) -> None:
         from torch.distributed.checkpoint.state_dict import set_optimizer_state_dict

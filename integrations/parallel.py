@@ -49,6 +49,8 @@ class ParallelStrategy:
     name = "ddp"
     #: the model weights are loaded by the engine on resume (not from model.safetensors before prepare)
     engine_loads_weights = False
+    #: the model's forward runs collectives (sharded parameters): every process must run each forward
+    collective_forward = False
 
     def __init__(self, args):
         self.args = args
@@ -111,3 +113,7 @@ class ParallelStrategy:
 
     def load_optimizer_state(self, optimizer, state: dict) -> None:
         optimizer.load_state_dict(state)
+
+    def load_full_state_dict(self, model, state_dict: dict) -> bool:
+        """Load full weights into a model this engine sharded; False: not sharded, load the usual way."""
+        return False

@@ -95,6 +95,8 @@ def assert_matches_reference(reference, run_dir, final_dir, rel: float = 1e-5, a
     for step in ref:
         assert got[step] == pytest.approx(ref[step], rel=rel), step
     assert_same_weights(reference / "final", final_dir, atol=atol)
+    # distributed evaluation after training (FSDP: a collective forward) gives the DDP run's loss
+    assert history(run_dir)["eval_loss"] == pytest.approx(history(reference / "run")["eval_loss"], rel=max(rel, 1e-5))
 
 
 # -- DeepSpeed ------------------------------------------------------------------------------
@@ -130,6 +132,8 @@ def test_zero3_without_gathering_saves_partitions_that_zero_to_fp32_rebuilds(ddp
     assert {"latest", "global_step12", "zero_to_fp32.py"} <= set(os.listdir(final))
     from integrations.deepspeed import load_fp32_weights
 
+    # the ZeRO-3 engine evaluated after training (a collective forward, with one rank's batch part padding)
+    assert history(tmp_path / "run")["eval_loss"] == pytest.approx(history(ddp_reference / "run")["eval_loss"], rel=1e-5)
     rebuilt, reference = load_fp32_weights(str(final)), weights(ddp_reference / "final")
     assert rebuilt.keys() == reference.keys()
     for key in reference:

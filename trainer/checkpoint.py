@@ -308,7 +308,7 @@ def write_training_checkpoint(trainer) -> str:
 # -- reading ------------------------------------------------------------------------------
 def load_model_weights(model: torch.nn.Module, directory: str) -> None:
     """Load the weights saved in ``directory`` into ``model`` (safetensors, sharded or not; no pickle)."""
-    from safetensors.torch import load_file, load_model
+    from safetensors.torch import load_model
 
     path = os.path.join(directory, WEIGHTS_NAME)
     index = os.path.join(directory, WEIGHTS_INDEX_NAME)
@@ -318,11 +318,7 @@ def load_model_weights(model: torch.nn.Module, directory: str) -> None:
         except RuntimeError as e:  # shapes differ
             raise ValueError(f"the weights in {path} do not fit {type(model).__name__}: {e}") from e
     elif os.path.exists(index):  # save_pretrained split a large model into shards
-        with open(index, encoding="utf-8") as f:
-            shards = sorted(set(json.load(f)["weight_map"].values()))
-        state = {}
-        for shard in shards:
-            state.update(load_file(os.path.join(directory, shard)))
+        state = read_model_weights(directory)
         try:
             result = model.load_state_dict(state, strict=False)
         except RuntimeError as e:
@@ -341,6 +337,24 @@ def load_model_weights(model: torch.nn.Module, directory: str) -> None:
             f"the weights in {path} do not fit {type(model).__name__}: missing keys {sorted(missing)}, "
             f"unexpected keys {sorted(unexpected)}"
         )
+
+
+def read_model_weights(directory: str) -> dict:
+    """The weights saved in ``directory`` as a state dict (one safetensors file or its shards)."""
+    from safetensors.torch import load_file
+
+    path = os.path.join(directory, WEIGHTS_NAME)
+    if os.path.exists(path):
+        return load_file(path)
+    index = os.path.join(directory, WEIGHTS_INDEX_NAME)
+    if not os.path.exists(index):
+        raise FileNotFoundError(f"{directory} has no {WEIGHTS_NAME} (nor {WEIGHTS_INDEX_NAME})")
+    with open(index, encoding="utf-8") as f:
+        shards = sorted(set(json.load(f)["weight_map"].values()))
+    state = {}
+    for shard in shards:
+        state.update(load_file(os.path.join(directory, shard)))
+    return state
 
 
 def _tied_names(model: torch.nn.Module) -> set[str]:

@@ -204,6 +204,12 @@ class EvalShardSampler(Sampler[int]):
         start = (batch_index * self.num_replicas + self.rank) * self.batch_size
         return max(0, min(self.batch_size, self.dataset_len - start))
 
+    def partial_batch_index(self) -> int | None:
+        """The batch index at which some rank's batch is part real, part padding (None if no rank's is)."""
+        if self.dataset_len % self.batch_size == 0:
+            return None
+        return (self.dataset_len // self.batch_size) // self.num_replicas
+
 
 class LengthGroupedSampler(EpochSeededSampler):
     """Shuffle, then sort by length inside mega-batches of 50 batches so batches need little padding.

@@ -356,7 +356,10 @@ def evaluation_loop(
     loss_sum = torch.zeros((), device=rt.device, dtype=torch.float64)  # this rank's, gathered once at the end
     loss_count = 0
     observed = 0
-    real_count = getattr(getattr(dataloader, "sampler", None), "real_count", None)  # padded distributed eval
+    sampler = getattr(dataloader, "sampler", None)
+    real_count = getattr(sampler, "real_count", None)  # padded distributed eval
+    # A sharded model's forward is a collective: when one rank runs an extra forward, every rank must.
+    lockstep_step = sampler.partial_batch_index() if real_count is not None and rt.strategy.collective_forward else None
     for step, inputs in enumerate(dataloader):
         batch_size = _batch_size(inputs)
         observed += batch_size
@@ -365,6 +368,8 @@ def evaluation_loop(
             real = real_count(step) if real_count is not None else batch_size
             if 0 < real < batch_size:  # the batch ends in padding: take the loss of its real samples only
                 loss = trainer.prediction_step(model, _slice_batch(inputs, real), True, ignore_keys=ignore_keys)[0]
+            elif step == lockstep_step:  # another rank re-runs its partial batch: join the collectives
+                trainer.prediction_step(model, inputs, True, ignore_keys=ignore_keys)
             loss_sum = loss_sum + loss.detach().double().reshape(()) * real
             loss_count += real
         if not loss_only:

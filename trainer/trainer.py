@@ -384,7 +384,7 @@ class Trainer:
             self.runtime.wait_for_everyone()
             logger.info("Loading the best model from %s (%s=%s)", self.state.best_model_checkpoint,
                         args.metric_for_best_model, self.state.best_metric)
-            ckpt.load_model_weights(self.model, self.state.best_model_checkpoint)
+            self._load_trained_weights(self.state.best_model_checkpoint)
         metrics["epoch"] = self.state.epoch
         self._memory_tracker.stop_and_update("train", metrics)
         self.log(metrics)
@@ -394,6 +394,16 @@ class Trainer:
                            self.state.global_step, ckpt.checkpoint_dir(args.output_dir, self.state.global_step))
             raise SystemExit(0)
         return TrainOutput(self.state.global_step, metrics["train_loss"], metrics)
+
+    def _load_trained_weights(self, path: str) -> None:
+        """Weights of checkpoint ``path`` into the model being trained (sharded or not)."""
+        strategy = self.runtime.strategy
+        if strategy.has_engine_state(path):  # DeepSpeed, sharded FSDP: the engine reads its own files
+            strategy.load_engine_state(path, self.model_wrapped, self.optimizer, load_optimizer=False)
+            return
+        if strategy.name != "ddp" and strategy.load_full_state_dict(self.model_wrapped, ckpt.read_model_weights(path)):
+            return  # FSDP: the full weights scattered into the shards
+        ckpt.load_model_weights(self.model, path)
 
     def compute_loss(self, model: nn.Module, inputs, return_outputs: bool = False, num_items_in_batch=None):
         """The loss of one batch; with ``return_outputs`` also the model outputs."""

@@ -36,14 +36,12 @@ Without that flag a ZeRO-3 checkpoint holds partitions only: :func:`load_fp32_we
 
 from __future__ import annotations
 
-import copy
-import json
 import logging
 import os
 
 import torch
 
-from .parallel import ParallelStrategy
+from .parallel import ParallelStrategy, load_json_option
 
 logger = logging.getLogger(__name__)
 
@@ -59,24 +57,8 @@ _BUCKET_DEFAULTS = {
 
 # -- configuration ------------------------------------------------------------------------
 def load_config(value) -> dict:
-    """A deep copy of the config given as a dict, a JSON string or a JSON file path."""
-    if isinstance(value, dict):
-        return copy.deepcopy(value)
-    if not isinstance(value, (str, os.PathLike)):
-        raise TypeError(f"deepspeed={value!r}: pass a path to a DeepSpeed JSON config or a dict")
-    text = os.fspath(value)
-    if not text.lstrip().startswith("{"):
-        if not os.path.isfile(text):
-            raise FileNotFoundError(f"deepspeed={text!r}: no such file; pass a DeepSpeed JSON config path or a dict")
-        with open(text, encoding="utf-8") as f:
-            text = f.read()
-    try:
-        config = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise ValueError(f"deepspeed={value!r} is not valid JSON: {e}") from e
-    if not isinstance(config, dict):
-        raise ValueError(f"deepspeed={value!r}: the config must be a JSON object")
-    return config
+    """A fresh copy of the config given as a dict, a JSON string or a JSON file path."""
+    return load_json_option("deepspeed", value)
 
 
 def _lookup(config: dict, dotted: str):

@@ -22,7 +22,7 @@ import importlib.util
 
 import torch
 
-from .parallel import ParallelStrategy
+from .parallel import ParallelStrategy, parse_options
 
 SHARDED_DDP_OPTIONS = ("simple", "zero_dp_2", "zero_dp_3", "offload", "auto_wrap")
 FULLY_SHARDED = ("zero_dp_2", "zero_dp_3", "offload")
@@ -30,12 +30,7 @@ FULLY_SHARDED = ("zero_dp_2", "zero_dp_3", "offload")
 
 def parse_sharded_ddp(value) -> list[str]:
     """``"simple"``, ``"zero_dp_2 offload"`` or a list -> option list; unknown options are errors."""
-    if not value:
-        return []
-    options = value.split() if isinstance(value, str) else list(value)
-    unknown = [o for o in options if o not in SHARDED_DDP_OPTIONS]
-    if unknown:
-        raise ValueError(f"sharded_ddp={value!r}: unknown option(s) {unknown}; choose from {list(SHARDED_DDP_OPTIONS)}")
+    options = parse_options("sharded_ddp", value, SHARDED_DDP_OPTIONS)
     if "simple" in options and any(o in FULLY_SHARDED for o in options):
         raise ValueError(f"sharded_ddp={value!r}: 'simple' cannot be combined with {list(FULLY_SHARDED)}")
     if "zero_dp_2" in options and "zero_dp_3" in options:

@@ -25,12 +25,11 @@ device, and accelerate still places the model and runs mixed precision.
 
 from __future__ import annotations
 
-import json
 import os
 
 import torch
 
-from .parallel import ParallelStrategy
+from .parallel import ParallelStrategy, load_json_option, parse_options
 
 FSDP_OPTIONS = ("full_shard", "shard_grad_op", "hybrid_shard", "offload", "auto_wrap")
 FSDP_CONFIG_KEYS = ("transformer_layer_cls_to_wrap", "min_num_params", "state_dict_type", "reshard_after_forward",
@@ -39,12 +38,9 @@ SHARDED_STATE_DIR = "fsdp_state"
 
 
 def parse_fsdp(value) -> list[str]:
-    if not value:
+    options = parse_options("fsdp", value, FSDP_OPTIONS)
+    if not options:
         return []
-    options = value.split() if isinstance(value, str) else list(value)
-    unknown = [o for o in options if o not in FSDP_OPTIONS]
-    if unknown:
-        raise ValueError(f"fsdp={value!r}: unknown option(s) {unknown}; choose from {list(FSDP_OPTIONS)}")
     if "hybrid_shard" in options:
         raise ValueError(f"fsdp={value!r}: 'hybrid_shard' (a 2-D mesh per node) is not supported; use 'full_shard'")
     modes = [o for o in options if o in ("full_shard", "shard_grad_op")]
@@ -59,16 +55,7 @@ def load_fsdp_config(value) -> dict:
     """``fsdp_config`` as a dict (from a dict, a JSON string or a JSON file), keys checked."""
     if value is None:
         return {}
-    if isinstance(value, str):
-        text = value
-        if not value.lstrip().startswith("{"):
-            if not os.path.isfile(value):
-                raise FileNotFoundError(f"fsdp_config={value!r}: no such file; pass a dict or a JSON file path")
-            with open(value, encoding="utf-8") as f:
-                text = f.read()
-        value = json.loads(text)
-    if not isinstance(value, dict):
-        raise ValueError(f"fsdp_config={value!r} must be a dict (or a JSON file path)")
+    value = load_json_option("fsdp_config", value)
     config = {k[5:] if k.startswith("fsdp_") else k: v for k, v in value.items()}  # accept HF's fsdp_ prefix
     unknown = sorted(set(config) - set(FSDP_CONFIG_KEYS))
     if unknown:

@@ -21,8 +21,43 @@ Order of calls in ``train()``::
 from __future__ import annotations
 
 import contextlib
+import copy
+import json
+import os
 
 import torch
+
+
+def load_json_option(name: str, value) -> dict:
+    """An argument given as a dict, a JSON object string or a JSON file path, as a fresh dict."""
+    if isinstance(value, dict):
+        return copy.deepcopy(value)
+    if not isinstance(value, (str, os.PathLike)):
+        raise TypeError(f"{name}={value!r}: pass a JSON file path or a dict")
+    text = os.fspath(value)
+    if not text.lstrip().startswith("{"):
+        if not os.path.isfile(text):
+            raise FileNotFoundError(f"{name}={text!r}: no such file; pass a JSON file path or a dict")
+        with open(text, encoding="utf-8") as f:
+            text = f.read()
+    try:
+        loaded = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{name}={value!r} is not valid JSON: {e}") from e
+    if not isinstance(loaded, dict):
+        raise ValueError(f"{name}={value!r}: expected a JSON object")
+    return loaded
+
+
+def parse_options(name: str, value, valid: tuple[str, ...]) -> list[str]:
+    """``"a b"`` or ``["a", "b"]`` -> ``["a", "b"]``; options outside ``valid`` are an error."""
+    if not value:
+        return []
+    options = value.split() if isinstance(value, str) else list(value)
+    unknown = [o for o in options if o not in valid]
+    if unknown:
+        raise ValueError(f"{name}={value!r}: unknown option(s) {unknown}; choose from {list(valid)}")
+    return options
 
 
 def selected_strategy(args) -> ParallelStrategy:

@@ -251,6 +251,9 @@ class DeepSpeedStrategy(ParallelStrategy):
         # the gloo backend named, or it reports a single process (see runtime.py).
         return {"cpu": False, "deepspeed_plugin": self._plugin, "backend": None if cuda else "gloo"}
 
+    def prepare_for_evaluation(self, model):
+        return model.to(self.accelerator.device)  # evaluate() before train(): the full model on each process
+
     def prepare(self, model, optimizer, make_scheduler, max_steps: int, warmup_steps: int):
         """Build the engine; ``make_scheduler(optimizer)`` gives the Trainer's schedule when the config has
         no ``scheduler`` section. Returns ``(engine, optimizer, scheduler)``."""

@@ -60,6 +60,9 @@ class ShardedDDPStrategy(ParallelStrategy):
         groups = [{k: v for k, v in g.items() if k != "initial_lr"} for g in optimizer.param_groups]
         return OSS(groups, optim=type(optimizer), **defaults)
 
+    def prepare_for_evaluation(self, model):
+        return model.to(self.accelerator.device)  # the full model on each process
+
     def prepare(self, model, optimizer, make_scheduler, max_steps: int, warmup_steps: int):
         from fairscale.nn.data_parallel import ShardedDataParallel
 
@@ -91,6 +94,9 @@ class FairScaleFSDPStrategy(ShardedDDPStrategy):
 
     name = "fairscale_fsdp"
     collective_forward = True
+
+    def prepare_for_evaluation(self, model):
+        return self.shard(model)
 
     def shard(self, model: torch.nn.Module) -> torch.nn.Module:
         from fairscale.nn.data_parallel import FullyShardedDataParallel

@@ -120,6 +120,9 @@ class FSDPStrategy(ParallelStrategy):
         self.model = model
         return model
 
+    def prepare_for_evaluation(self, model):
+        return self.shard(model)
+
     def prepare(self, model, optimizer, make_scheduler, max_steps: int, warmup_steps: int):
         self._optimizer = optimizer  # sharded in shard(); FSDP reduces the gradients itself
         return model, optimizer, make_scheduler(optimizer)

@@ -105,6 +105,10 @@ class ParallelStrategy:
     def wrap_optimizer(self, optimizer):
         return optimizer
 
+    def prepare_for_evaluation(self, model):
+        """The model evaluation runs outside training (the engine wraps it at ``train()`` only)."""
+        return self.accelerator.prepare_model(model)
+
     def prepare(self, model, optimizer, make_scheduler, max_steps: int, warmup_steps: int):
         """Wrap for distribution; ``make_scheduler(optimizer)`` builds (or returns) the Trainer's schedule
         on the optimizer that really steps. Returns ``(model, optimizer, scheduler)``."""

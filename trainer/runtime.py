@@ -115,16 +115,10 @@ class Runtime:
 
     # -- preparation ----------------------------------------------------------------------
     def prepare_model(self, model: torch.nn.Module) -> torch.nn.Module:
-        """Place the model and wrap it for distribution and autocast (once per model), for evaluation
-        outside training. Engines that shard (DeepSpeed, FairScale) evaluate the plain model on each
-        process; FSDP shards it."""
+        """Place and wrap the model for evaluation outside training (once per model)."""
         if "_original_forward" in vars(model):  # wrapped by an earlier train(): unwrap first
             model = self.accelerator.unwrap_model(model, keep_fp32_wrapper=False)
-        if self.strategy.name == "fsdp":
-            return self.strategy.shard(model)
-        if not self._default_strategy:
-            return model.to(self.device)
-        return self.accelerator.prepare_model(model)
+        return self.strategy.prepare_for_evaluation(model)
 
     def prepare_training(self, model, optimizer, make_scheduler, max_steps: int, warmup_steps: int):
         """Wrap model and optimizer for training; returns ``(model, optimizer, scheduler)``."""
@@ -134,9 +128,6 @@ class Runtime:
         if self.scaler is not None and self._default_strategy:
             optimizer = self.accelerator.prepare_optimizer(optimizer)
         return model, optimizer, scheduler
-
-    def prepare_optimizer(self, optimizer):
-        return self.accelerator.prepare_optimizer(optimizer)
 
     def unwrap(self, model: torch.nn.Module) -> torch.nn.Module:
         model = self.accelerator.unwrap_model(model)
@@ -155,9 +146,7 @@ class Runtime:
 
     def clip_grad_norm(self, parameters, max_norm: float, model=None, optimizer=None) -> torch.Tensor:
         """Unscale (fp16) and clip; returns the total norm as a tensor (no device sync)."""
-        if not self._default_strategy:
-            if self.scaler is not None:
-                self.accelerator.unscale_gradients()
+        if not self._default_strategy:  # (no gradient scaler: fp16 is refused with the sharding engines)
             return self.strategy.clip_grad_norm(model, optimizer, parameters, max_norm)
         if not self._plain_clip:
             return self.accelerator.clip_grad_norm_(parameters, max_norm)

@@ -183,7 +183,7 @@ class Trainer:
 
     def model_for_evaluation(self) -> nn.Module:
         """The model evaluation runs: the prepared one, cast for fp16/bf16_full_eval outside training."""
-        if self.is_in_train or not self.runtime._default_strategy and self.model_wrapped is not self.model:
+        if self.is_in_train or self.runtime.strategy.name != "ddp" and self.model_wrapped is not self.model:
             return self.model_wrapped
         model = self.model_wrapped if self.model_wrapped is not self.model else self.runtime.prepare_model(self.model)
         self.model_wrapped = model

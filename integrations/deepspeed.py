@@ -251,6 +251,13 @@ class DeepSpeedStrategy(ParallelStrategy):
         # the gloo backend named, or it reports a single process (see runtime.py).
         return {"cpu": False, "deepspeed_plugin": self._plugin, "backend": None if cuda else "gloo"}
 
+    def bind(self, accelerator) -> None:
+        super().bind(accelerator)
+        if accelerator.device.type == "cpu":
+            import atexit
+
+            atexit.register(_remove_shm_buffer)
+
     def prepare_for_evaluation(self, model):
         return model.to(self.accelerator.device)  # evaluate() before train(): the full model on each process
 
@@ -327,6 +334,20 @@ class DeepSpeedStrategy(ParallelStrategy):
         )
         if path is None:
             raise ValueError(f"DeepSpeed could not load the checkpoint in {directory}")
+
+
+def _remove_shm_buffer() -> None:
+    """Delete this process's shared-memory all-reduce buffer (about 69 MB in /dev/shm).
+
+    On the CPU under the ``deepspeed`` launcher (which sets LOCAL_SIZE), DeepSpeed's comm layer
+    creates ``deepspeed_allreduce_buffer_{uid}_{addr}_{port}_{rank}`` and never unlinks it.
+    """
+    name = "deepspeed_allreduce_buffer_{}_{}_{}_{}".format(
+        os.getuid(), os.environ.get("MASTER_ADDR", ""), os.environ.get("MASTER_PORT", ""), os.environ.get("RANK", "0"))
+    try:
+        os.unlink(os.path.join("/dev/shm", name))
+    except OSError:
+        pass
 
 
 class _NoBoundary:

@@ -57,8 +57,12 @@ _BUCKET_DEFAULTS = {
 
 # -- configuration ------------------------------------------------------------------------
 def load_config(value) -> dict:
-    """A fresh copy of the config given as a dict, a JSON string or a JSON file path."""
-    return load_json_option("deepspeed", value)
+    """A fresh copy of the config given as a dict, a JSON string or a JSON file path, its sections checked."""
+    config = load_json_option("deepspeed", value)
+    if "scheduler" in config and "optimizer" not in config:
+        raise ValueError("the DeepSpeed config has a 'scheduler' but no 'optimizer' section: DeepSpeed schedules "
+                         "only its own optimizer; add an 'optimizer' section or remove the 'scheduler'")
+    return config
 
 
 def _lookup(config: dict, dotted: str):
@@ -245,7 +249,6 @@ class DeepSpeedStrategy(ParallelStrategy):
         if "LOCAL_RANK" not in os.environ:  # plain `python script.py` or a notebook: a one-process group
             logger.info("deepspeed= without a launcher: running one process (%s)", setup_single_process_distributed())
 
-        # The plugin keeps a reference to the config dict: "auto" values filled at train() reach it.
         self._plugin = DeepSpeedPlugin(hf_ds_config=self.config)
         # accelerate takes the DeepSpeed path only with cpu=False; on a CPU-only machine it then needs
         # the gloo backend named, or it reports a single process (see runtime.py).
@@ -267,15 +270,12 @@ class DeepSpeedStrategy(ParallelStrategy):
         from accelerate.utils import DummyOptim, DummyScheduler
 
         fill_for_training(self.config, self.args, max_steps, warmup_steps, model)
-        # the plugin's copy of the config must see the values filled just now
+        # the plugin holds its own copy of the config: give it the values filled just now
         self._plugin.hf_ds_config.config.update(self.config)
         self._plugin.deepspeed_config.update(self.config)
         acc = self.accelerator
         uses_ds_optimizer = "optimizer" in self.config
         uses_ds_scheduler = "scheduler" in self.config
-        if uses_ds_scheduler and not uses_ds_optimizer:
-            raise ValueError("the DeepSpeed config has a 'scheduler' but no 'optimizer' section: DeepSpeed schedules "
-                             "only its own optimizer; add an 'optimizer' section or remove the 'scheduler'")
         if uses_ds_optimizer:
             optimizer = DummyOptim([p for p in model.parameters() if p.requires_grad])
         objects = [model, optimizer]
@@ -323,11 +323,6 @@ class DeepSpeedStrategy(ParallelStrategy):
         return os.path.isfile(os.path.join(directory, ENGINE_STATE_FILE))
 
     def load_engine_state(self, directory: str, model, optimizer, load_optimizer: bool = True) -> None:
-        if not self.has_engine_state(directory):
-            raise ValueError(
-                f"{directory} holds no DeepSpeed engine state ({ENGINE_STATE_FILE} and global_step*/ are missing): it "
-                "was not saved by a DeepSpeed run; resume it without deepspeed=, or start from its weights"
-            )
         path, _ = self.engine.load_checkpoint(
             directory, load_optimizer_states=load_optimizer, load_lr_scheduler_states=load_optimizer,
             load_module_only=not load_optimizer,

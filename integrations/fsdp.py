@@ -177,9 +177,6 @@ class FSDPStrategy(ParallelStrategy):
         from torch.distributed.checkpoint.state_dict import get_state_dict, set_model_state_dict, set_state_dict
 
         path = os.path.join(directory, SHARDED_STATE_DIR)
-        if not os.path.isdir(path):
-            raise ValueError(f"{directory} has no {SHARDED_STATE_DIR}/: it was not saved with fsdp_config "
-                             "state_dict_type='sharded'; resume it with state_dict_type='full'")
         model_state, optim_state = get_state_dict(model, optimizer)
         state = {"model": model_state, "optimizer": optim_state} if load_optimizer else {"model": model_state}
         dcp.load(state, checkpoint_id=path)

@@ -113,6 +113,7 @@ def test_config_sources(tmp_path):
     ({"fsdp": "full_shard", "fp16": True}, "fp16=True with fsdp"),
     ({"sharded_ddp": "simple", "save_on_each_node": True}, "save_on_each_node=True with sharded_ddp"),
     ({"deepspeed": "/no/such.json"}, "deepspeed='/no/such.json': no such file"),
+    ({"deepspeed": {"scheduler": {"type": "WarmupLR"}}}, "a 'scheduler' but no 'optimizer' section"),
 ])
 def test_engine_arguments_are_checked_early(kwargs, message):
     with pytest.raises((ValueError, FileNotFoundError)) as e:

@@ -47,6 +47,10 @@ class ShardedDDPStrategy(ParallelStrategy):
             raise ImportError("TrainingArguments(sharded_ddp=...) needs FairScale: pip install 'trainforge[fairscale]'")
         self.options = parse_sharded_ddp(args.sharded_ddp)
 
+    def bind(self, accelerator) -> None:
+        super().bind(accelerator)
+        self.require_process_group(f"sharded_ddp={self.args.sharded_ddp!r}")
+
     def wrap_optimizer(self, optimizer):
         """Rebuild ``optimizer`` as an OSS over the same parameter groups and hyperparameters."""
         from fairscale.optim import OSS

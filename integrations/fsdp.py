@@ -79,8 +79,9 @@ class FSDPStrategy(ParallelStrategy):
         self.engine_loads_weights = self.sharded_state
         self.model = None
 
-    def accelerator_kwargs(self, cuda: bool) -> dict:
-        return {"cpu": not cuda}
+    def bind(self, accelerator) -> None:
+        super().bind(accelerator)
+        self.require_process_group(f"fsdp={self.args.fsdp!r}")
 
     def _wrap_classes(self, model) -> set[str]:
         names = self.config.get("transformer_layer_cls_to_wrap")

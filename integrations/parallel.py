@@ -99,6 +99,16 @@ class ParallelStrategy:
     def bind(self, accelerator) -> None:
         self.accelerator = accelerator
 
+    def require_process_group(self, argument: str) -> None:
+        """Engines built on torch.distributed need a launched run (even of one process)."""
+        import torch.distributed as dist
+
+        if not (dist.is_available() and dist.is_initialized()):
+            raise ValueError(
+                f"{argument} needs a distributed launch: run the script with `torchrun --nproc_per_node=N` (or "
+                f"`accelerate launch`); a single process without a launcher trains without {argument.split('=')[0]}"
+            )
+
     def shard(self, model: torch.nn.Module) -> torch.nn.Module:
         return model
 

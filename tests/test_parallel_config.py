@@ -145,3 +145,15 @@ def test_shipped_fsdp_and_accelerate_configs_load():
         config = ClusterConfig.from_yaml_file(path)
         assert config.distributed_type.value == "MULTI_GPU", path
         assert config.num_processes >= 2
+
+
+@pytest.mark.parametrize("kwargs, named", [({"sharded_ddp": "simple"}, "sharded_ddp='simple'"),
+                                           ({"fsdp": "full_shard"}, "fsdp='full_shard'")])
+def test_sharding_without_a_launcher_is_refused_at_trainer_construction(tmp_path, kwargs, named):
+    pytest.importorskip("fairscale")
+    from tests.fixtures import RegressionModel
+    from trainer import Trainer
+
+    with pytest.raises(ValueError) as e:
+        Trainer(model=RegressionModel(), args=args(output_dir=str(tmp_path), **kwargs))
+    assert f"{named} needs a distributed launch: run the script with `torchrun --nproc_per_node=N`" in str(e.value)

@@ -10,7 +10,6 @@ from torch import nn
 from tests.fixtures import RegressionDataset, RegressionModel, regression_args
 from trainer import DataCollatorWithPadding, Trainer, default_data_collator
 from trainer.data import EpochSeededSampler, LengthGroupedSampler
-from trainer.evaluation import nested_concat
 
 
 class ClassifierDataset(torch.utils.data.Dataset):
@@ -190,12 +189,6 @@ def test_predict_pads_ragged_outputs_with_minus_100(tmp_path):
         assert (token_logits[i, batch_len:] == -100).all()
         assert (token_logits[i, :batch_len] != -100).all()
     assert out.label_ids.tolist() == [x["label"] for x in data]
-
-
-def test_nested_concat_pads_second_dim():
-    a, b = torch.ones(2, 3), torch.zeros(1, 5)
-    out = nested_concat(a, b)
-    assert out.shape == (3, 5) and (out[:2, 3:] == -100).all() and (out[2] == 0).all()
 
 
 def test_prediction_loss_only_and_eval_accumulation(tmp_path):

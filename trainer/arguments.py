@@ -26,6 +26,7 @@ from .optim import OPTIMIZER_NAMES, SCHEDULER_NAMES, parse_optim_args
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical", "passive")
 TORCH_COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 DDP_BACKENDS = ("gloo", "nccl", "mpi", "ccl", "hccl", "cncl", "mccl", "xccl")
+INCLUDE_FOR_METRICS = ("inputs", "loss")
 
 
 def _help(text: str, **extra) -> dict:
@@ -70,6 +71,11 @@ class TrainingArguments:
         default=0,
         metadata=_help("Epochs (eval_strategy='epoch') or steps ('steps') to wait before the first evaluation."),
     )
+    eval_on_start: bool = field(
+        default=False,
+        metadata=_help("Evaluate once before the first training step (a new run, not a resumed one): a sanity check "
+                       "of the evaluation and compute_metrics before hours of training."),
+    )
     prediction_loss_only: bool = field(
         default=False, metadata=_help("In evaluate/predict, return only the loss (no predictions or metrics).")
     )
@@ -82,8 +88,23 @@ class TrainingArguments:
         default=None,
         metadata=_help(
             "Move accumulated predictions to the CPU every N evaluation batches (saves device memory); "
-            "None keeps them on the device until the end."
+            "None keeps them on the device until the end. On the CPU they are stored at every batch."
         ),
+    )
+    eval_do_concat_batches: bool = field(
+        default=True,
+        metadata=_help("Concatenate the predictions, labels and inputs of all batches into one array each; False "
+                       "keeps a list with one array per batch (outputs whose shapes vary beyond dimension 1)."),
+    )
+    batch_eval_metrics: bool = field(
+        default=False,
+        metadata=_help("Call compute_metrics(eval_prediction, compute_result) at every batch instead of once with "
+                       "every prediction: nothing is accumulated; compute_result=True at the last batch."),
+    )
+    include_for_metrics: list[str] = field(
+        default_factory=list,
+        metadata=_help("Extra fields for compute_metrics: 'inputs' (EvalPrediction.inputs, the main input) and/or "
+                       "'loss' (EvalPrediction.losses, each sample's batch loss)."),
     )
     learning_rate: float = field(default=5e-5, metadata=_help("Peak learning rate of the optimizer."))
     weight_decay: float = field(
@@ -297,7 +318,7 @@ class TrainingArguments:
         default=None, metadata=_help("torch.compile mode (implies torch_compile).", choices=TORCH_COMPILE_MODES)
     )
     include_inputs_for_metrics: bool = field(
-        default=False, metadata=_help("Pass the inputs to compute_metrics as EvalPrediction.inputs.")
+        default=False, metadata=_help("Old form of include_for_metrics=['inputs'], accepted as an alias.")
     )
     auto_find_batch_size: bool = field(
         default=False,
@@ -334,6 +355,11 @@ class TrainingArguments:
                     setattr(self, name, json.loads(value))
                 except json.JSONDecodeError as e:
                     raise ValueError(f"{name}={value!r} is not valid JSON: write it as '{{\"key\": 1}}' ({e})") from e
+        if isinstance(self.include_for_metrics, str):
+            self.include_for_metrics = [s.strip() for s in self.include_for_metrics.split(",") if s.strip()]
+        self.include_for_metrics = list(self.include_for_metrics)
+        if self.include_inputs_for_metrics and "inputs" not in self.include_for_metrics:
+            self.include_for_metrics.append("inputs")
         if isinstance(self.report_to, str) and "," in self.report_to:
             self.report_to = [s.strip() for s in self.report_to.split(",")]
         if self.eval_strategy != IntervalStrategy.NO:
@@ -365,6 +391,10 @@ class TrainingArguments:
                             "gradient_accumulation_steps")
         if self.eval_accumulation_steps is not None:
             _check_positive_int(self, "eval_accumulation_steps")
+        unknown = sorted(set(self.include_for_metrics) - set(INCLUDE_FOR_METRICS))
+        if unknown:
+            raise ValueError(f"include_for_metrics={self.include_for_metrics}: unknown {unknown}; choose from "
+                             f"{list(INCLUDE_FOR_METRICS)}")
         for name in ("learning_rate", "weight_decay", "warmup_steps", "eval_delay", "dataloader_num_workers"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name}={getattr(self, name)} must be >= 0")

@@ -1,4 +1,4 @@
-"""The training and evaluation loops.
+"""The training loop (the evaluation loop is in ``eval_loop.py``).
 
 The training loop calls the Trainer's overridable hooks (``training_step``, ``log``,
 ``evaluate``...) and fires the callback events in the order documented in
@@ -21,14 +21,6 @@ from callbacks import TrainerState
 from .arguments import resolve_steps
 from .checkpoint import restore_rng_state
 from .data import has_length, model_input_names, set_dataloader_epoch
-from .evaluation import (
-    EvalLoopOutput,
-    EvalPrediction,
-    PredictionAccumulator,
-    denumpify,
-    nested_map,
-    prefix_metrics,
-)
 from .preemption import PreemptionHandler
 from .run_metrics import speed_metrics
 
@@ -203,6 +195,10 @@ class TrainingLoop:
         start_time = time.perf_counter()
 
         control = handler.on_train_begin(args, state, control)
+        if args.eval_on_start and state.global_step == 0:  # a sanity check, not a candidate for the best model
+            trainer.control = control
+            trainer.evaluate()
+            control = trainer.control
         preemption.install()
         try:
             for epoch in range(first_epoch, self.num_epochs):
@@ -332,96 +328,3 @@ class TrainingLoop:
         self.last_logged_step = state.global_step
         trainer.log(logs)
 
-
-def evaluation_loop(
-    trainer: Trainer,
-    dataloader,
-    description: str,
-    prediction_loss_only: bool | None = None,
-    ignore_keys: list[str] | None = None,
-    metric_key_prefix: str = "eval",
-) -> EvalLoopOutput:
-    """Run the model over ``dataloader``; gather losses, predictions and labels; compute metrics."""
-    args, rt = trainer.args, trainer.runtime
-    handler = trainer.callback_handler
-    loss_only = args.prediction_loss_only if prediction_loss_only is None else prediction_loss_only
-    model = trainer.model_for_evaluation()
-    model.eval()
-    trainer._past = None
-    handler.eval_dataloader = dataloader
-
-    preds = PredictionAccumulator(args.eval_accumulation_steps)
-    labels = PredictionAccumulator(args.eval_accumulation_steps)
-    inputs_acc = PredictionAccumulator(args.eval_accumulation_steps)
-    loss_sum = torch.zeros((), device=rt.device, dtype=torch.float64)  # this rank's, gathered once at the end
-    loss_count = 0
-    observed = 0
-    sampler = getattr(dataloader, "sampler", None)
-    real_count = getattr(sampler, "real_count", None)  # padded distributed eval
-    # A sharded model's forward is a collective: when one rank runs an extra forward, every rank must.
-    lockstep_step = sampler.partial_batch_index() if real_count is not None and rt.strategy.collective_forward else None
-    for step, inputs in enumerate(dataloader):
-        batch_size = _batch_size(inputs)
-        observed += batch_size
-        loss, logits, batch_labels = trainer.prediction_step(model, inputs, loss_only, ignore_keys=ignore_keys)
-        if loss is not None:
-            real = real_count(step) if real_count is not None else batch_size
-            if 0 < real < batch_size:  # the batch ends in padding: take the loss of its real samples only
-                loss = trainer.prediction_step(model, _slice_batch(inputs, real), True, ignore_keys=ignore_keys)[0]
-            elif step == lockstep_step:  # another rank re-runs its partial batch: join the collectives
-                trainer.prediction_step(model, inputs, True, ignore_keys=ignore_keys)
-            loss_sum = loss_sum + loss.detach().double().reshape(()) * real
-            loss_count += real
-        if not loss_only:
-            if batch_labels is not None:
-                batch_labels = _gather_padded(rt, batch_labels)
-            if logits is not None:
-                if trainer.preprocess_logits_for_metrics is not None:
-                    logits = trainer.preprocess_logits_for_metrics(logits, batch_labels)
-                logits = _gather_padded(rt, logits)
-            preds.add(logits)
-            labels.add(batch_labels)
-            if args.include_inputs_for_metrics and isinstance(inputs, dict):
-                main_input = inputs.get("input_ids", next(iter(inputs.values())))
-                inputs_acc.add(_gather_padded(rt, main_input))
-        trainer.control = handler.on_prediction_step(args, trainer.state, trainer.control)
-
-    trainer._past = None
-    dataset = getattr(dataloader, "dataset", None)
-    num_samples = len(dataset) if dataset is not None and has_length(dataset) else observed * rt.num_processes
-    all_preds = preds.result(num_samples)
-    all_labels = labels.result(num_samples)
-    all_inputs = inputs_acc.result(num_samples)
-
-    metrics = {}
-    if trainer.compute_metrics is not None and all_preds is not None and all_labels is not None:
-        eval_pred = EvalPrediction(all_preds, all_labels, all_inputs if args.include_inputs_for_metrics else None)
-        metrics = dict(trainer.compute_metrics(eval_pred) or {})
-    metrics = denumpify(metrics)
-    totals = torch.stack([loss_sum, torch.tensor(float(loss_count), dtype=torch.float64, device=rt.device)])
-    totals = rt.gather(totals.reshape(1, 2)).sum(0)  # one collective per evaluation, on every rank
-    if totals[1].item() > 0:
-        metrics["loss"] = (totals[0] / totals[1]).item()
-    metrics = prefix_metrics(metrics, metric_key_prefix)
-    return EvalLoopOutput(predictions=all_preds, label_ids=all_labels, metrics=metrics, num_samples=num_samples)
-
-
-def _batch_size(inputs) -> int:
-    if isinstance(inputs, dict):
-        first = next(iter(inputs.values()))
-    elif isinstance(inputs, (list, tuple)):
-        first = inputs[0]
-    else:
-        first = inputs
-    return len(first)
-
-
-def _slice_batch(inputs, n: int):
-    """The first ``n`` samples of a batch (tensors sliced on dim 0, other values kept)."""
-    return nested_map(lambda v: v[:n] if isinstance(v, torch.Tensor) and v.dim() > 0 else v, inputs)
-
-
-def _gather_padded(rt, tensors):
-    if not rt.distributed:
-        return tensors
-    return nested_map(lambda t: rt.gather(rt.pad_across_processes(t, dim=1) if t.dim() > 1 else t), tensors)

@@ -40,8 +40,18 @@ from .data import (
     has_length,
     remove_unused_columns,
 )
-from .evaluation import EvalLoopOutput, LabelSmoother, PredictionOutput, TrainOutput, nested_detach, strip_outputs
-from .loops import TrainingLoop, evaluation_loop
+from .eval_loop import evaluation_loop
+from .evaluation import (
+    PAD_INDEX,
+    EvalLoopOutput,
+    LabelSmoother,
+    PredictionOutput,
+    TrainOutput,
+    nested_detach,
+    strip_outputs,
+)
+from .loops import TrainingLoop
+from .metrics import metrics_form
 from .optim import create_optimizer, get_scheduler, num_warmup_steps
 from .resume import read_checkpoint, resolve_checkpoint, restore_optimization, restore_trainer_state
 from .run_metrics import MemoryTracker, speed_metrics
@@ -69,11 +79,17 @@ class Trainer:
             evaluated in turn with metrics prefixed ``eval_{name}_``.
         processing_class (alias ``tokenizer``): saved with the model; used for padding.
         model_init: builds a fresh model at every ``train()`` (seeded first).
-        compute_metrics: ``EvalPrediction -> dict`` of metrics.
+        compute_metrics: a function ``EvalPrediction -> dict``, an ``evaluate`` module (or
+            ``evaluate.combine``) fed batch by batch, or with ``batch_eval_metrics=True`` a
+            function ``(EvalPrediction, compute_result) -> dict`` called per batch (see ``metrics.py``).
         callbacks: extra callbacks (classes or instances).
         optimizers: ``(optimizer, scheduler)`` to use instead of the ones built from the args.
-        preprocess_logits_for_metrics: ``(logits, labels) -> logits`` applied per batch.
+        preprocess_logits_for_metrics: ``(logits, labels) -> logits`` applied per batch before
+            anything is kept (e.g. ``logits.argmax(-1)``: memory then grows with the predictions
+            kept, not with the logits).
     """
+
+    prediction_padding_index = PAD_INDEX  # fills the ragged dimension 1 of stored predictions
 
     def __init__(
         self,
@@ -125,7 +141,9 @@ class Trainer:
         self.train_dataset = train_dataset
         self.eval_dataset = eval_dataset
         self.compute_metrics = compute_metrics
+        metrics_form(compute_metrics, args.batch_eval_metrics, args.include_for_metrics)  # its errors, now
         self.preprocess_logits_for_metrics = preprocess_logits_for_metrics
+        self._check_eval_dataset()
         self.optimizer, self.lr_scheduler = optimizers
         if self.optimizer is None and self.lr_scheduler is not None:
             raise ValueError("optimizers=(None, scheduler): pass the optimizer the scheduler was built on too")
@@ -229,6 +247,13 @@ class Trainer:
     def get_test_dataloader(self, test_dataset: Dataset) -> DataLoader:
         return self._dataloader(test_dataset, self.args.eval_batch_size, False, "test_dataset")
 
+    def _check_eval_dataset(self) -> None:
+        if self.args.eval_strategy != "no" and self.eval_dataset is None:
+            raise ValueError(
+                f"eval_strategy={self.args.eval_strategy.value!r} evaluates during training, but the Trainer has no "
+                "eval_dataset: pass Trainer(eval_dataset=...) or set eval_strategy='no'"
+            )
+
     # -- optimizer and scheduler ----------------------------------------------------------
     def create_optimizer(self) -> torch.optim.Optimizer:
         if self.optimizer is None:
@@ -272,6 +297,7 @@ class Trainer:
             raise TypeError(f"train() got unexpected keyword arguments: {sorted(kwargs)}")
         args = self.args
         args.validate()
+        self._check_eval_dataset()
         if resume_from_checkpoint is None:
             resume_from_checkpoint = args.resume_from_checkpoint
         self._resume_path = resolve_checkpoint(resume_from_checkpoint, args.output_dir)
@@ -475,9 +501,10 @@ class Trainer:
         name = self.args.metric_for_best_model or "loss"
         key = name if name.startswith("eval_") else f"eval_{name}"
         if key not in metrics:
-            raise KeyError(
-                f"metric_for_best_model={name!r}: {key!r} is not among the evaluation metrics {sorted(metrics)}; "
-                "set metric_for_best_model to one of them"
+            produced = sorted(k for k in metrics if k.startswith("eval_"))
+            raise ValueError(
+                f"metric_for_best_model={name!r}: the evaluation produced no {key!r}; it produced {produced}. Set "
+                "metric_for_best_model to one of them, or make compute_metrics return it"
             )
         return float(metrics[key])
 

@@ -1,0 +1,182 @@
+"""The evaluation loop behind ``evaluate()`` and ``predict()``.
+
+Per batch: ``prediction_step`` -> ``preprocess_logits_for_metrics`` (so only what it returns is
+kept) -> gather across processes -> stored on the host (``PredictionStore``, numpy buffers
+preallocated for the dataset) and/or streamed into the metrics (``metrics.py``) ->
+``on_prediction_step``. The loss is summed on the device and synced once at the end.
+
+Predictions are kept only when something reads them: ``predict()``, or a ``compute_metrics``
+function of the whole ``EvalPrediction``. An ``evaluate`` module, a ``batch_eval_metrics``
+function or no ``compute_metrics`` at all make ``evaluate()`` keep nothing but the loss.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING
+
+import torch
+
+from .data import has_length
+from .evaluation import (
+    PAD_INDEX,
+    EvalLoopOutput,
+    EvalPrediction,
+    PredictionStore,
+    denumpify,
+    nested_map,
+    prefix_metrics,
+)
+from .metrics import metrics_form
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .trainer import Trainer
+
+
+def evaluation_loop(
+    trainer: Trainer,
+    dataloader,
+    description: str,
+    prediction_loss_only: bool | None = None,
+    ignore_keys: list[str] | None = None,
+    metric_key_prefix: str = "eval",
+) -> EvalLoopOutput:
+    """Run the model over ``dataloader``; gather losses, predictions and labels; compute metrics."""
+    args, rt = trainer.args, trainer.runtime
+    handler = trainer.callback_handler
+    loss_only = args.prediction_loss_only if prediction_loss_only is None else prediction_loss_only
+    model = trainer.model_for_evaluation()
+    model.eval()
+    trainer._past = None
+    handler.eval_dataloader = dataloader
+    include = set(args.include_for_metrics)
+
+    dataset = getattr(dataloader, "dataset", None)
+    known_samples = len(dataset) if dataset is not None and has_length(dataset) else None
+    sampler = getattr(dataloader, "sampler", None)
+    real_count = getattr(sampler, "real_count", None)  # padded distributed eval
+    capacity = len(sampler) * rt.num_processes if real_count is not None else known_samples
+    form = metrics_form(trainer.compute_metrics, args.batch_eval_metrics, args.include_for_metrics)
+    form.start(known_samples)
+    keep = not loss_only and (description == "Prediction" or form.keeps_predictions)
+    stream = not loss_only and not form.keeps_predictions
+
+    def store(padding_index: int = PAD_INDEX) -> PredictionStore:
+        return PredictionStore(args.eval_accumulation_steps, rt.device, padding_index, capacity,
+                               args.eval_do_concat_batches)
+
+    pred_pad = trainer.prediction_padding_index
+    preds, labels, inputs_kept, losses = store(pred_pad), store(), store(), store()
+    loss_sum = torch.zeros((), device=rt.device, dtype=torch.float64)  # this rank's, gathered once at the end
+    loss_count = 0
+    observed = 0
+    # A sharded model's forward is a collective: when one rank runs an extra forward, every rank must.
+    lockstep_step = sampler.partial_batch_index() if real_count is not None and rt.strategy.collective_forward else None
+    for step, inputs, last in _with_last(dataloader):
+        batch_size = _batch_size(inputs)
+        observed += batch_size
+        loss, logits, batch_labels = trainer.prediction_step(model, inputs, loss_only, ignore_keys=ignore_keys)
+        if loss is not None:
+            real = real_count(step) if real_count is not None else batch_size
+            if 0 < real < batch_size:  # the batch ends in padding: take the loss of its real samples only
+                loss = trainer.prediction_step(model, _slice_batch(inputs, real), True, ignore_keys=ignore_keys)[0]
+            elif step == lockstep_step:  # another rank re-runs its partial batch: join the collectives
+                trainer.prediction_step(model, inputs, True, ignore_keys=ignore_keys)
+            loss_sum = loss_sum + loss.detach().double().reshape(()) * real
+            loss_count += real
+        if keep or stream:
+            if logits is not None and trainer.preprocess_logits_for_metrics is not None:
+                logits = trainer.preprocess_logits_for_metrics(logits, batch_labels)
+            logits = _gather_padded(rt, logits, pred_pad)
+            batch_labels = _gather_padded(rt, batch_labels)
+            main_input = _main_input(trainer.model, inputs, trainer.label_names) if "inputs" in include else None
+            main_input = _gather_padded(rt, main_input.to(rt.device)) if main_input is not None else None
+            batch_losses = None
+            if "loss" in include and loss is not None:
+                batch_losses = rt.gather(loss.detach().float().reshape(1).expand(batch_size).contiguous())
+            if keep:
+                preds.add(logits)
+                labels.add(batch_labels)
+                inputs_kept.add(main_input)
+                losses.add(batch_losses)
+            if stream:
+                form.add_batch(logits, batch_labels, main_input, batch_losses, last)
+        trainer.control = handler.on_prediction_step(args, trainer.state, trainer.control)
+
+    trainer._past = None
+    num_samples = known_samples if known_samples is not None else observed * rt.num_processes
+    all_preds = preds.result(num_samples)
+    all_labels = labels.result(num_samples)
+    all_inputs = inputs_kept.result(num_samples)
+    all_losses = losses.result(num_samples)
+
+    metrics = {}
+    if not loss_only:
+        eval_pred = None
+        if form.keeps_predictions and all_preds is not None and all_labels is not None:
+            eval_pred = EvalPrediction(all_preds, all_labels, all_inputs, all_losses)
+        metrics = denumpify(form.compute(eval_pred))
+    totals = torch.stack([loss_sum, torch.tensor(float(loss_count), dtype=torch.float64, device=rt.device)])
+    totals = rt.gather(totals.reshape(1, 2)).sum(0)  # one collective per evaluation, on every rank
+    if totals[1].item() > 0:
+        metrics["loss"] = (totals[0] / totals[1]).item()
+    metrics = prefix_metrics(metrics, metric_key_prefix)
+    return EvalLoopOutput(predictions=all_preds, label_ids=all_labels, metrics=metrics, num_samples=num_samples)
+
+
+def _with_last(dataloader) -> Iterator[tuple[int, object, bool]]:
+    """``(step, batch, is_last_batch)``: one batch of lookahead, so the last is known for any dataloader."""
+    iterator = iter(dataloader)
+    current = next(iterator, _END)
+    step = 0
+    while current is not _END:
+        following = next(iterator, _END)
+        yield step, current, following is _END
+        current = following
+        step += 1
+
+
+_END = object()
+
+
+def _main_input(model, inputs, label_names: list[str]):
+    """The input ``EvalPrediction.inputs`` carries: the model's ``main_input_name`` (``input_ids``...),
+    else the first argument of its forward found in the batch."""
+    if isinstance(inputs, Mapping):
+        name = getattr(model, "main_input_name", "input_ids")
+        if name in inputs:
+            return inputs[name]
+        try:
+            params = list(inspect.signature(model.forward).parameters)
+        except (TypeError, ValueError):
+            params = []
+        names = [p for p in params if p in inputs] + list(inputs)
+        return next((inputs[n] for n in names if n not in label_names and isinstance(inputs[n], torch.Tensor)), None)
+    if isinstance(inputs, (list, tuple)):
+        return inputs[0]
+    return inputs
+
+
+def _batch_size(inputs) -> int:
+    if isinstance(inputs, dict):
+        first = next(iter(inputs.values()))
+    elif isinstance(inputs, (list, tuple)):
+        first = inputs[0]
+    else:
+        first = inputs
+    return len(first)
+
+
+def _slice_batch(inputs, n: int):
+    """The first ``n`` samples of a batch (tensors sliced on dim 0, other values kept)."""
+    return nested_map(lambda v: v[:n] if isinstance(v, torch.Tensor) and v.dim() > 0 else v, inputs)
+
+
+def _gather_padded(rt, tensors, padding_index: int = PAD_INDEX):
+    if tensors is None or not rt.distributed:
+        return tensors
+    return nested_map(
+        lambda t: rt.gather(rt.pad_across_processes(t, dim=1, pad_index=padding_index) if t.dim() > 1 else t),
+        tensors,
+    )

@@ -22,6 +22,7 @@ from .data import DataCollatorWithPadding, default_data_collator, sample_generat
 from .evaluation import EvalLoopOutput, EvalPrediction, PredictionOutput, TrainOutput
 from .optim import get_scheduler
 from .runtime import set_seed
+from .seq2seq import Seq2SeqTrainer, Seq2SeqTrainingArguments
 from .trainer import Trainer
 
 __version__ = "0.1.0"
@@ -38,6 +39,8 @@ __all__ = [
     "PrinterCallback",
     "ProgressCallback",
     "SaveStrategy",
+    "Seq2SeqTrainer",
+    "Seq2SeqTrainingArguments",
     "Trainer",
     "TrainerCallback",
     "TrainerControl",

@@ -1,4 +1,4 @@
-"""The README's main job and the overhead benchmark run for real (small sizes for the benchmark)."""
+"""The README's main job and the benchmarks run for real (small sizes for the benchmarks)."""
 
 from __future__ import annotations
 
@@ -26,3 +26,11 @@ def test_overhead_benchmark_runs():
                            "--repeats", "1", "--warmup", "10"], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "[wall] ratio trainer/raw = " in proc.stdout and "[cpu] ratio trainer/raw = " in proc.stdout
+
+
+def test_eval_memory_benchmark_runs():
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "eval_memory.py"), "--quick"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "peak RSS 20k / 2k with argmax:" in proc.stdout and "with logits kept:" in proc.stdout
+    assert "(20000, 1000)" in proc.stdout  # the logits kept, whole

@@ -73,3 +73,18 @@ def test_deepspeed_zero3_on_two_gpus(tmp_path):
     launch("--output_dir", tmp_path / "cut", "--mode", "cut", "--stop_at", 5)
     launch("--output_dir", tmp_path / "cut", "--mode", "resume", "--final", tmp_path / "cut_final")
     assert_same_weights(tmp_path / "straight_final", tmp_path / "cut_final")
+
+
+@needs_cuda
+@pytest.mark.parametrize("accumulation", [None, 2])
+def test_predictions_move_to_the_host_on_cuda(tmp_path, accumulation):
+    """Outputs wait on the GPU for eval_accumulation_steps batches, then reach the host equal to the CPU's."""
+    from tests.fixtures import RegressionModel
+
+    data = RegressionDataset(37)
+    trainer = Trainer(RegressionModel(a=2.0, b=1.0), regression_args(tmp_path, eval_accumulation_steps=accumulation,
+                                                                     include_for_metrics=["inputs", "loss"]))
+    out = trainer.predict(data)
+    assert trainer.runtime.device.type == "cuda"
+    assert out.predictions.shape == (37,) and type(out.predictions).__module__ == "numpy"
+    torch.testing.assert_close(torch.from_numpy(out.predictions), 2 * torch.from_numpy(data.x) + 1)

@@ -10,6 +10,7 @@ from .base import (
 )
 from .early_stopping import EarlyStoppingCallback
 from .flow import DefaultFlowCallback
+from .notebook import NotebookProgressCallback, in_notebook
 from .progress import PrinterCallback, ProgressCallback
 from .strategies import IntervalStrategy, SaveStrategy
 
@@ -20,10 +21,12 @@ __all__ = [
     "EarlyStoppingCallback",
     "ExportableState",
     "IntervalStrategy",
+    "NotebookProgressCallback",
     "PrinterCallback",
     "ProgressCallback",
     "SaveStrategy",
     "TrainerCallback",
     "TrainerControl",
     "TrainerState",
+    "in_notebook",
 ]

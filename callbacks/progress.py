@@ -21,7 +21,8 @@ def format_logs(logs: dict) -> str:
 
 
 class ProgressCallback(TrainerCallback):
-    """A tqdm bar over training steps and one over evaluation batches; logs written above them."""
+    """A tqdm bar over training steps (its postfix: the last logged loss and learning rate) and one
+    over evaluation batches, nested below it; logs written above them."""
 
     def __init__(self, max_str_len: int = 100):
         self.training_bar = None
@@ -74,6 +75,11 @@ class ProgressCallback(TrainerCallback):
         shown = {k: v for k, v in logs.items() if k != "total_flos"}
         text = format_logs(shown)
         (self.training_bar.write if self.training_bar is not None else tqdm.write)(text)
+        if self.training_bar is not None and "loss" in logs:
+            postfix = {"loss": f"{logs['loss']:.4g}"}
+            if "learning_rate" in logs:
+                postfix["lr"] = f"{logs['learning_rate']:.3g}"
+            self.training_bar.set_postfix(postfix, refresh=False)
 
     def on_train_end(self, args, state, control, **kwargs):
         if self.training_bar is not None:

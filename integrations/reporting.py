@@ -1,4 +1,5 @@
-"""Resolution of ``TrainingArguments.report_to`` into logging-backend callbacks.
+"""Resolution of ``TrainingArguments.report_to`` into logging-backend callbacks, and what the
+backends share: the log-key rewriting and the run configuration they record.
 
 A backend is listed by name with the package it needs and the ``module:Class`` of its
 callback. The callback module is imported only when a run reports to it.
@@ -8,15 +9,24 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import logging
+import numbers
 
-# name -> (package that must be importable, "module:CallbackClass")
-REPORTING_INTEGRATIONS: dict[str, tuple[str, str]] = {}
+logger = logging.getLogger(__name__)
+
+# name -> (module that must be importable, pip package that provides it, "module:CallbackClass")
+REPORTING_INTEGRATIONS: dict[str, tuple[str, str, str]] = {
+    "tensorboard": ("tensorboard", "tensorboard", "integrations.tensorboard:TensorBoardCallback"),
+    "wandb": ("wandb", "wandb", "integrations.wandb:WandbCallback"),
+    "mlflow": ("mlflow", "mlflow", "integrations.mlflow:MLflowCallback"),
+}
 
 
 def resolve_report_to(report_to) -> list[str]:
     """Normalize ``report_to`` ("none", "all", a name or a list) into a list of backend names.
 
-    Raises ValueError naming unknown backends and the valid ones.
+    "all" means every backend whose package is installed. Raises ValueError naming unknown
+    backends and the valid ones.
     """
     if report_to is None:
         return []
@@ -24,7 +34,7 @@ def resolve_report_to(report_to) -> list[str]:
     if names in (["none"], []):
         return []
     if names == ["all"]:
-        return [n for n, (pkg, _) in REPORTING_INTEGRATIONS.items() if importlib.util.find_spec(pkg) is not None]
+        return [n for n, (module, _, _) in REPORTING_INTEGRATIONS.items() if importlib.util.find_spec(module)]
     unknown = [n for n in names if n not in REPORTING_INTEGRATIONS]
     if unknown:
         valid = ", ".join(["none", "all", *REPORTING_INTEGRATIONS])
@@ -36,9 +46,61 @@ def reporting_callbacks(report_to) -> list:
     """Callback classes for the resolved ``report_to`` backends, imported lazily."""
     classes = []
     for name in resolve_report_to(report_to):
-        package, target = REPORTING_INTEGRATIONS[name]
-        if importlib.util.find_spec(package) is None:
-            raise ImportError(f"report_to includes {name!r} but {package!r} is not installed: pip install {package}")
+        module, package, target = REPORTING_INTEGRATIONS[name]
+        if importlib.util.find_spec(module) is None:
+            raise ImportError(
+                f"report_to includes {name!r} but the {package!r} package is not installed: pip install {package} "
+                f"(or remove {name!r} from report_to)"
+            )
         module_name, class_name = target.split(":")
         classes.append(getattr(importlib.import_module(module_name), class_name))
     return classes
+
+
+# -- shared by the backends -------------------------------------------------------------
+_SPLITS = ("eval", "test")
+
+
+def numeric_logs(logs: dict, warned: set) -> dict[str, float]:
+    """The numeric values of ``logs`` (floats); other values are skipped with one warning per key."""
+    out = {}
+    for key, value in logs.items():
+        if hasattr(value, "item") and getattr(value, "ndim", 0) == 0:  # numpy / torch scalars
+            value = value.item()
+        if isinstance(value, numbers.Number) and not isinstance(value, bool):
+            out[key] = float(value)
+        elif key not in warned:
+            warned.add(key)
+            logger.warning("%r=%r is not a number: the logging backends skip it", key, value)
+    return out
+
+
+def rewrite_logs(logs: dict, warned: set) -> dict[str, float]:
+    """Numeric logs with split tags: ``eval_loss`` -> ``eval/loss``, ``test_x`` -> ``test/x``, else ``train/...``."""
+    out = {}
+    for key, value in numeric_logs(logs, warned).items():
+        split, _, rest = key.partition("_")
+        out[f"{split}/{rest}" if split in _SPLITS and rest else f"train/{key}"] = value
+    return out
+
+
+def run_config(args, model=None) -> dict:
+    """What a backend records as the run's configuration: the model's config when it has one
+    (``transformers`` models) merged with the TrainingArguments (which win a shared key), tokens
+    and other secrets left out."""
+    config = {k: v for k, v in args.to_dict().items() if not _secret(k)}
+    model_config = getattr(model, "config", None)
+    if model_config is not None and hasattr(model_config, "to_dict"):
+        config = {**{k: v for k, v in model_config.to_dict().items() if not _secret(k)}, **config}  # args win
+    return config
+
+
+def _secret(key: str) -> bool:
+    return key.endswith("_token") or "password" in key or "secret" in key
+
+
+def scalar_or_text(value):
+    """A value hyperparameter tables take as is (int, float, str, bool), else its text."""
+    if isinstance(value, (bool, int, float, str)):
+        return value
+    return str(value)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import glob
+import importlib.util
 import os
 import re
 import signal
@@ -41,7 +43,19 @@ def assert_equal_weights(a, b):
 
 
 def test_two_process_resume_is_exact_with_per_rank_state(tmp_path):
-    torchrun("--output_dir", tmp_path / "straight", "--final", tmp_path / "straight_final", "--mode", "straight")
+    out = torchrun("--output_dir", tmp_path / "straight", "--final", tmp_path / "straight_final", "--mode", "straight",
+                   "--report_to", "tensorboard", "--count_tokens")
+    # the straight run also checks the logging side of two processes: tokens summed over both ranks,
+    # one TensorBoard event file, written by rank 0
+    assert sorted(line for line in out.splitlines() if line.startswith("TOKENS")) == ["TOKENS 0 192", "TOKENS 1 192"]
+    if importlib.util.find_spec("tensorboard") is not None:
+        from tests.backend_files import tensorboard_scalars
+
+        (run_dir,) = glob.glob(str(tmp_path / "straight" / "runs" / "*"))
+        assert len(glob.glob(os.path.join(run_dir, "events.out.tfevents.*"))) == 1
+        scalars = tensorboard_scalars(run_dir)
+        assert [s for s, _ in scalars["train/loss"]] == [5, 10, 15, 20]
+        assert scalars["train/num_input_tokens_seen"] == [(5, 40.0), (10, 80.0), (15, 120.0), (20, 160.0), (24, 192.0)]
     torchrun("--output_dir", tmp_path / "cut", "--final", tmp_path / "unused", "--mode", "cut", "--stop_at", 11)
     ckpt = tmp_path / "cut" / "checkpoint-11"
     files = set(os.listdir(ckpt))

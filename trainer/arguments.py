@@ -148,6 +148,12 @@ class TrainingArguments:
         default="steps", metadata=_help("When to log training loss and learning rate.", choices=IntervalStrategy.values())
     )
     logging_first_step: bool = field(default=False, metadata=_help("Also log after the first optimizer step."))
+    include_num_input_tokens_seen: bool | str = field(
+        default=False,
+        metadata=_help("Count the input tokens trained on (all processes) and log num_input_tokens_seen: True or "
+                       "'all' counts every position of the main input (input_ids), 'non_padding' only those the "
+                       "attention_mask keeps."),
+    )
     logging_steps: float = field(
         default=500, metadata=_help("Log every N update steps; a float < 1 is a fraction of the total steps.")
     )
@@ -391,6 +397,9 @@ class TrainingArguments:
                             "gradient_accumulation_steps")
         if self.eval_accumulation_steps is not None:
             _check_positive_int(self, "eval_accumulation_steps")
+        if self.include_num_input_tokens_seen not in (True, False, "all", "non_padding", "no"):
+            raise ValueError(f"include_num_input_tokens_seen={self.include_num_input_tokens_seen!r} is not valid; "
+                             "choose True/'all' (every token), 'non_padding' or False/'no'")
         unknown = sorted(set(self.include_for_metrics) - set(INCLUDE_FOR_METRICS))
         if unknown:
             raise ValueError(f"include_for_metrics={self.include_for_metrics}: unknown {unknown}; choose from "

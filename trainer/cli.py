@@ -32,10 +32,19 @@ def _str2bool(value: str | bool) -> bool:
     raise argparse.ArgumentTypeError(f"expected true or false, got {value!r}")
 
 
+def _bool_or_str(value: str | bool) -> bool | str:
+    try:
+        return _str2bool(value)
+    except argparse.ArgumentTypeError:
+        return value
+
+
 def _flag_options(hint: Any) -> dict:
     """argparse options for a field's type hint."""
     args = [a for a in typing.get_args(hint) if a is not type(None)] or [hint]
     if bool in args:
+        if str in args:  # True/False or a mode name, e.g. include_num_input_tokens_seen
+            return {"type": _bool_or_str, "nargs": "?", "const": True}
         return {"type": _str2bool, "nargs": "?", "const": True, "metavar": "BOOL"}
     if any(typing.get_origin(a) is list for a in args):
         return {"nargs": "+"}

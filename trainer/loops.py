@@ -180,6 +180,8 @@ class TrainingLoop:
         count_flos = "input_ids" in model_input_names(trainer.model, []) or (
             type(trainer).floating_point_ops is not BaseTrainer.floating_point_ops
         )
+        count_tokens = args.include_num_input_tokens_seen not in (False, "no")
+        self.tokens_pending = 0  # this process's input tokens since the last fold into state (int or tensor)
         preemption = PreemptionHandler(args.save_on_interrupt)
         self.dataloader = dataloader
         self.window = LossWindow(args.logging_nan_inf_filter, rt.device)
@@ -230,6 +232,9 @@ class TrainingLoop:
                                 break
                         if count_flos:
                             state.total_flos += trainer.floating_point_ops(inputs)
+                        if count_tokens:
+                            self.tokens_pending = self.tokens_pending + count_input_tokens(
+                                trainer.model, inputs, args.include_num_input_tokens_seen)
                         if micro < n_micro - 1:
                             with rt.no_sync(model):
                                 loss = trainer.training_step(model, inputs)
@@ -287,6 +292,7 @@ class TrainingLoop:
         trainer.control = control
 
         steps_done = state.global_step - start_step
+        self.fold_tokens()
         self.window.take()
         train_loss = (self.window.total.item() / state.global_step) if state.global_step else 0.0
         metrics = speed_metrics(
@@ -294,7 +300,16 @@ class TrainingLoop:
         )
         metrics["total_flos"] = float(state.total_flos)
         metrics["train_loss"] = train_loss
+        if count_tokens:
+            metrics["num_input_tokens_seen"] = state.num_input_tokens_seen
         return metrics
+
+    def fold_tokens(self) -> None:
+        """Add every process's pending token count to ``state.num_input_tokens_seen`` (before a log or save)."""
+        if self.args.include_num_input_tokens_seen in (False, "no"):
+            return
+        self.trainer.state.num_input_tokens_seen += self.trainer.runtime.reduce_sum(self.tokens_pending)
+        self.tokens_pending = 0
 
     def checkpoint_loss_window(self) -> dict:
         return {**self.window.state_dict(), "last_logged_step": self.last_logged_step}
@@ -302,6 +317,7 @@ class TrainingLoop:
     # -- log / evaluate / save ------------------------------------------------------------
     def log_evaluate_save(self, model) -> None:
         trainer, control = self.trainer, self.trainer.control
+        self.fold_tokens()
         if control.should_log and trainer.state.global_step > self.last_logged_step:
             self.log_training()
         metrics = None
@@ -325,6 +341,22 @@ class TrainingLoop:
         if self.grad_norm is not None:
             logs["grad_norm"] = float(self.grad_norm)
         logs["learning_rate"] = trainer.current_learning_rate()
+        if self.args.include_num_input_tokens_seen not in (False, "no"):
+            logs["num_input_tokens_seen"] = state.num_input_tokens_seen
         self.last_logged_step = state.global_step
         trainer.log(logs)
 
+
+def count_input_tokens(model, inputs, mode):
+    """Input tokens of one micro-batch: every position of the main input, or (``"non_padding"``)
+    those its attention_mask keeps (a device tensor, summed without a sync)."""
+    name = getattr(model, "main_input_name", "input_ids")
+    if not isinstance(inputs, dict) or name not in inputs:
+        keys = sorted(inputs) if isinstance(inputs, dict) else type(inputs).__name__
+        raise ValueError(
+            f"include_num_input_tokens_seen counts the tokens of the model's main input {name!r}, but the batch has "
+            f"{keys}: set model.main_input_name to the batch key holding the tokens, or unset the option"
+        )
+    if mode == "non_padding" and "attention_mask" in inputs:
+        return inputs["attention_mask"].sum()
+    return inputs[name].numel()

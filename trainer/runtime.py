@@ -178,6 +178,14 @@ class Runtime:
         if self.distributed:
             self.accelerator.wait_for_everyone()
 
+    def reduce_sum(self, value) -> int:
+        """The sum over processes of ``value`` (an int or a device tensor); one collective when distributed."""
+        if not self.distributed:
+            return int(value)
+        t = value.detach().reshape(1).to(self.device, torch.float64) if isinstance(value, torch.Tensor) else (
+            torch.tensor([float(value)], dtype=torch.float64, device=self.device))
+        return int(self.accelerator.reduce(t, reduction="sum").item())
+
     def reduce_any(self, flag: bool) -> bool:
         """True on every rank when ``flag`` is True on at least one."""
         if not self.distributed:

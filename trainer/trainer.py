@@ -22,11 +22,13 @@ from torch.utils.data import DataLoader, Dataset, IterableDataset
 from callbacks import (
     CallbackHandler,
     DefaultFlowCallback,
+    NotebookProgressCallback,
     PrinterCallback,
     ProgressCallback,
     TrainerCallback,
     TrainerControl,
     TrainerState,
+    in_notebook,
 )
 from integrations.reporting import reporting_callbacks
 
@@ -160,7 +162,11 @@ class Trainer:
         self._past = None  # outputs[past_index] of the last step, fed back as `mems` (past_index >= 0)
         self._memory_tracker = MemoryTracker(args.skip_memory_metrics)
 
-        default = [DefaultFlowCallback, PrinterCallback if args.disable_tqdm else ProgressCallback]
+        if args.disable_tqdm:
+            progress = PrinterCallback
+        else:
+            progress = NotebookProgressCallback if in_notebook() else ProgressCallback
+        default = [DefaultFlowCallback, progress]
         self.callback_handler = CallbackHandler(
             default + reporting_callbacks(args.report_to) + list(callbacks or []),
             self.model,

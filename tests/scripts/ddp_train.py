@@ -19,6 +19,10 @@ from tests.fixtures import RegressionDataset, RegressionDropoutModel  # noqa: E4
 from trainer import Trainer, TrainerCallback, TrainingArguments  # noqa: E402
 
 
+class TokenCountedModel(RegressionDropoutModel):
+    main_input_name = "input_x"  # what include_num_input_tokens_seen counts
+
+
 class Report(TrainerCallback):
     def __init__(self, stop_at: int | None):
         self.stop_at = stop_at
@@ -40,15 +44,20 @@ def main() -> None:
     parser.add_argument("--mode", choices=["straight", "cut", "resume"], required=True)
     parser.add_argument("--stop_at", type=int, default=None)
     parser.add_argument("--max_steps", type=int, default=24)
+    parser.add_argument("--report_to", default="none")
+    parser.add_argument("--count_tokens", action="store_true", help="count input_x values as tokens")
     opts = parser.parse_args()
     torch.set_num_threads(1)
     args = TrainingArguments(
         output_dir=opts.output_dir, max_steps=opts.max_steps, per_device_train_batch_size=4, learning_rate=0.05,
-        save_strategy="no", logging_steps=5, disable_tqdm=True, seed=5,
+        save_strategy="no", logging_steps=5, disable_tqdm=True, seed=5, report_to=opts.report_to,
+        include_num_input_tokens_seen=opts.count_tokens,
     )
-    trainer = Trainer(model_init=RegressionDropoutModel, args=args, train_dataset=RegressionDataset(64),
+    trainer = Trainer(model_init=TokenCountedModel, args=args, train_dataset=RegressionDataset(64),
                       callbacks=[Report(opts.stop_at if opts.mode == "cut" else None)])
     trainer.train(resume_from_checkpoint=True if opts.mode == "resume" else None)
+    if opts.count_tokens:
+        print(f"TOKENS {args.process_index} {trainer.state.num_input_tokens_seen}", flush=True)
     if opts.mode != "cut":
         trainer.save_model(opts.final)
 

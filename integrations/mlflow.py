@@ -51,9 +51,10 @@ class MLflowCallback(TrainerCallback, ExportableState):
         trial = state.trial_name if state.is_hyper_param_search else None
         if self._started and trial == self._trial:
             return
-        if self._started:  # a new trial: end the previous trial's run
+        if self._started:  # a new trial while the previous trial's run is open
             mlflow.end_run()
-            self.run_id = None
+        if trial is not None and trial != self._trial:
+            self.run_id = None  # a new trial: a new run (a saved id belongs to the run being resumed)
         uri = os.getenv("MLFLOW_TRACKING_URI")
         if uri:
             mlflow.set_tracking_uri(uri)

@@ -68,7 +68,8 @@ class WandbCallback(TrainerCallback, ExportableState):
             return
         if self._run is not None:  # a new trial: close the previous trial's run
             self._run.finish()
-            self.run_id = None
+        if trial is not None and trial != self._trial:
+            self.run_id = None  # a new trial: a new run (a saved id belongs to the run being resumed)
         init = {"project": os.getenv("WANDB_PROJECT", "trainforge"), "config": run_config(args, model)}
         if os.getenv("WANDB_DIR"):  # read at each run: wandb reads its environment once per process
             init["dir"] = os.environ["WANDB_DIR"]

@@ -163,6 +163,54 @@ def test_wandb_offline_run_holds_config_history_summary_and_resumes_the_same_run
     assert steps[0] == 6 and steps[-1] == 8
 
 
+def test_wandb_watch_and_checkpoint_artifacts(tmp_path, wandb_offline, monkeypatch):
+    from tests.backend_files import wandb_offline_run
+
+    monkeypatch.setenv("WANDB_WATCH", "all")
+    monkeypatch.setenv("WANDB_LOG_MODEL", "checkpoint")
+    trainer = Trainer(RegressionModel(), regression_args(tmp_path, report_to="wandb", max_steps=4, logging_steps=1,
+                                                         save_strategy="steps", save_steps=2),
+                      train_dataset=RegressionDataset(32))
+    trainer.train()
+    wandb_offline.finish()
+    (run_dir,) = offline_runs(tmp_path)
+    run = wandb_offline_run(run_dir)
+    aliases = sorted(a for art in run["artifacts"] for a in art["aliases"] if a.startswith("checkpoint-"))
+    assert aliases == ["checkpoint-2", "checkpoint-4"]
+    assert all("trainer_state.json" in art["files"] for art in run["artifacts"])
+    watched = {k for h in run["history"] for k in h if k.startswith(("gradients/", "parameters/"))}
+    assert any(k.startswith("gradients/a") for k in watched) and any(k.startswith("parameters/a") for k in watched)
+
+
+def test_each_search_trial_gets_its_own_run(tmp_path, wandb_offline, monkeypatch):
+    """The backends' trial handling, driven directly: a TrainerState of trial-0, then of trial-1."""
+    from callbacks import TrainerControl, TrainerState
+    from integrations.mlflow import MLflowCallback
+    from integrations.wandb import WandbCallback
+    from tests.backend_files import wandb_offline_run
+
+    mlflow = pytest.importorskip("mlflow")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    args = regression_args(tmp_path, run_name="search")
+    callbacks = [WandbCallback(), MLflowCallback()]
+    for trial in ("trial-0", "trial-1"):
+        state = TrainerState(is_hyper_param_search=True, trial_name=trial, global_step=3)
+        for cb in callbacks:
+            cb.on_train_begin(args, state, TrainerControl(), model=RegressionModel())
+            cb.on_log(args, state, TrainerControl(), logs={"loss": 1.5})
+            cb.on_train_end(args, state, TrainerControl())
+    wandb_offline.finish()
+    mlflow.end_run()  # the search's parent run
+    runs = [wandb_offline_run(d) for d in offline_runs(tmp_path)]
+    assert sorted(r["name"] for r in runs) == ["trial-0", "trial-1"] and {r["group"] for r in runs} == {"search"}
+    assert len({r["id"] for r in runs}) == 2
+    client = mlflow.tracking.MlflowClient(os.environ["MLFLOW_TRACKING_URI"])
+    found = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    parent = next(r for r in found if r.info.run_name == "search")
+    children = sorted(r.info.run_name for r in found if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id)
+    assert children == ["trial-0", "trial-1"]
+
+
 # -- MLflow ---------------------------------------------------------------------------------------
 def test_mlflow_sqlite_store_holds_params_and_metrics_and_resumes_the_same_run(tmp_path, monkeypatch):
     mlflow = pytest.importorskip("mlflow")

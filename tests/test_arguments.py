@@ -65,7 +65,7 @@ BAD = [
     ({"dataloader_persistent_workers": True}, "dataloader_persistent_workers=True needs worker processes: set "
                                               "dataloader_num_workers > 0"),
     ({"torch_compile_mode": "fastest"}, "torch_compile_mode='fastest' is not valid"),
-    ({"report_to": "mlflow"}, "report_to='mlflow': unknown backend(s) ['mlflow']; choose from: none, all"),
+    ({"report_to": "comet"}, "report_to='comet': unknown backend(s) ['comet']; choose from: none, all, tensorboard, wandb, mlflow"),
     ({"ddp_backend": "carrier-pigeon"}, "ddp_backend='carrier-pigeon' is not valid; choose from ['gloo', 'nccl'"),
     ({"ddp_backend": "nccl"}, "ddp_backend='nccl' needs CUDA GPUs; on the CPU use ddp_backend='gloo'"),
     ({"ddp_timeout": 0}, "ddp_timeout=0 must be > 0 seconds"),

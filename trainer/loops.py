@@ -333,6 +333,8 @@ class TrainingLoop:
             control.should_save = trainer.state.best_global_step == trainer.state.global_step and metrics is not None
         if control.should_save:
             trainer.save_training_checkpoint()
+        if metrics is not None:  # after the save, so a search backend can keep the trial's checkpoint
+            trainer.report_trial_objective(metrics)  # a search may prune the trial here
 
     def log_training(self) -> None:
         trainer, state = self.trainer, self.trainer.state

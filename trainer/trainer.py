@@ -161,6 +161,10 @@ class Trainer:
         self._flos_params = None  # non-embedding parameter count, for floating_point_ops
         self._past = None  # outputs[past_index] of the last step, fed back as `mems` (past_index >= 0)
         self._memory_tracker = MemoryTracker(args.skip_memory_metrics)
+        self._search = None  # the running hyperparameter_search (trainer/search.py)
+        self._trial = None
+        self._trial_params: dict = {}
+        self.objective = None  # the running trial's objective, from its last evaluation
 
         if args.disable_tqdm:
             progress = PrinterCallback
@@ -179,6 +183,19 @@ class Trainer:
         )
         self.control = TrainerControl()
         self.control = self.callback_handler.on_init_end(self.args, self.state, self.control)
+
+    def __getstate__(self) -> dict:
+        """Picklable (Ray Tune ships the Trainer to its workers): the runtime and the memory sampler are
+        rebuilt on the other side, for the process they land in."""
+        state = self.__dict__.copy()
+        state.pop("runtime", None)
+        state["_memory_tracker"] = None
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self.runtime = Runtime(self.args)
+        self._memory_tracker = MemoryTracker(self.args.skip_memory_metrics)
 
     # -- callbacks ------------------------------------------------------------------------
     def add_callback(self, callback: type[TrainerCallback] | TrainerCallback) -> None:
@@ -301,6 +318,7 @@ class Trainer:
         """
         if kwargs:
             raise TypeError(f"train() got unexpected keyword arguments: {sorted(kwargs)}")
+        self._begin_trial(trial)
         args = self.args
         args.validate()
         self._check_eval_dataset()
@@ -332,6 +350,43 @@ class Trainer:
             self.is_in_train = False
             self._memory_tracker.stop_and_update("train", {})  # no-op unless training raised
         return output
+
+    def _begin_trial(self, trial) -> None:
+        """Apply a search trial's hyperparameters (a copy of the arguments), or leave the run as it is."""
+        self._trial = trial
+        if trial is None:
+            return
+        if self._search is None:
+            raise ValueError("train(trial=...) runs one trial of a search: call trainer.hyperparameter_search(...) "
+                             "instead")
+        self._trial_params = self._search.begin_trial(trial)
+        self._train_batch_size = self.args.train_batch_size
+        self.label_smoother = LabelSmoother(self.args.label_smoothing_factor) if self.args.label_smoothing_factor \
+            else None
+
+    def report_trial_objective(self, metrics: dict) -> None:
+        """During a search: the objective of an evaluation, reported to the backend (which may prune the trial)."""
+        if self._search is None or self._trial is None:
+            return
+        self.objective = self._search.objective(metrics)
+        self._search.backend.report(self._search, self._trial, self.objective, self.state.global_step)
+
+    def hyperparameter_search(self, hp_space: Callable | None = None, compute_objective: Callable | None = None,
+                              n_trials: int = 20, direction: str | list[str] = "minimize", backend: str | None = None,
+                              hp_name: Callable | None = None, **kwargs):
+        """Search hyperparameters with optuna (default when installed) or Ray Tune; returns a ``BestRun``
+        (a list of them for several directions).
+
+        ``hp_space(trial) -> dict`` names TrainingArguments fields (default: the backend's space of
+        learning_rate, num_train_epochs, seed, per_device_train_batch_size). ``compute_objective(metrics)``
+        defaults to the eval loss (or the sum of the metrics). ``direction``: "minimize", "maximize"
+        or a list of them. ``kwargs`` go to the backend: for optuna ``sampler``, ``pruner``,
+        ``storage`` (e.g. "sqlite:///search.db"), ``study_name``, ``timeout``; for Ray ``scheduler``,
+        ``search_alg``, ``resources_per_trial``... Needs ``model_init``. See ``trainer/search.py``.
+        """
+        from .search import run_search
+
+        return run_search(self, hp_space, compute_objective, n_trials, direction, backend, hp_name, **kwargs)
 
     def _prepare_output_dir(self) -> None:
         existing = ckpt.list_checkpoints(self.args.output_dir)
@@ -375,6 +430,10 @@ class Trainer:
             if not rt.strategy.engine_loads_weights:
                 ckpt.load_model_weights(self.model, self._resume_path)
         self.state = loop.new_state()
+        if self._trial is not None:
+            self.state.is_hyper_param_search = True
+            self.state.trial_name = self._search.trial_name(self._trial)
+            self.state.trial_params = dict(self._trial_params)
         self.control = TrainerControl()
         self.last_saved_step = None
         if resume is not None:

@@ -20,9 +20,7 @@ from __future__ import annotations
 import json
 import os
 
-from callbacks import ExportableState, TrainerCallback
-
-from .reporting import numeric_logs, run_config
+from .reporting import RunTrackerCallback, numeric_logs, run_config
 
 _PARAMS_PER_CALL = 100
 
@@ -31,30 +29,26 @@ def _flag(name: str) -> bool:
     return os.getenv(name, "false").lower() in ("1", "true", "yes")
 
 
-class MLflowCallback(TrainerCallback, ExportableState):
+class MLflowCallback(RunTrackerCallback):
     """Logs params and metrics to MLflow on the main process (see the module table)."""
 
     def __init__(self):
         import mlflow
 
+        super().__init__()
         self._mlflow = mlflow
-        self.run_id = None  # restored from a checkpoint
         self._started = False
-        self._trial = None
-        self._warned: set = set()
 
-    def state(self) -> dict:
-        return {"args": {}, "attributes": {"run_id": self.run_id}}
+    @property
+    def is_open(self) -> bool:
+        return self._started
 
-    def setup(self, args, state, model) -> None:
+    def close_run(self) -> None:
+        self._mlflow.end_run()
+        self._started = False
+
+    def open_run(self, args, state, model, trial) -> None:
         mlflow = self._mlflow
-        trial = state.trial_name if state.is_hyper_param_search else None
-        if self._started and trial == self._trial:
-            return
-        if self._started:  # a new trial while the previous trial's run is open
-            mlflow.end_run()
-        if trial is not None and trial != self._trial:
-            self.run_id = None  # a new trial: a new run (a saved id belongs to the run being resumed)
         uri = os.getenv("MLFLOW_TRACKING_URI")
         if uri:
             mlflow.set_tracking_uri(uri)
@@ -70,7 +64,6 @@ class MLflowCallback(TrainerCallback, ExportableState):
             run = mlflow.start_run(run_name=trial or args.run_name, nested=nested)
         self.run_id = run.info.run_id
         self._started = True
-        self._trial = trial
         tags = os.getenv("MLFLOW_TAGS")
         if tags:
             mlflow.set_tags(json.loads(tags))
@@ -85,15 +78,10 @@ class MLflowCallback(TrainerCallback, ExportableState):
         for i in range(0, len(items), _PARAMS_PER_CALL):
             self._mlflow.log_params(dict(items[i : i + _PARAMS_PER_CALL]))
 
-    def on_train_begin(self, args, state, control, model=None, **kwargs):
-        if state.is_world_process_zero:
-            self.setup(args, state, model)
-
     def on_log(self, args, state, control, logs=None, model=None, **kwargs):
         if not state.is_world_process_zero or not logs:
             return
-        if not self._started:
-            self.setup(args, state, model)
+        self.ensure_run(args, state, model)
         metrics = numeric_logs(logs, self._warned)
         if metrics:
             self._mlflow.log_metrics(metrics, step=state.global_step, run_id=self.run_id)
@@ -103,5 +91,4 @@ class MLflowCallback(TrainerCallback, ExportableState):
             return
         if _flag("HF_MLFLOW_LOG_ARTIFACTS") and os.path.isdir(args.output_dir):
             self._mlflow.log_artifacts(args.output_dir, run_id=self.run_id)
-        self._mlflow.end_run()  # a trial's run; the search's parent run stays active for the next trial
-        self._started = False
+        self.close_run()  # a trial's run; the search's parent run stays active for the next trial

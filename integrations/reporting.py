@@ -12,6 +12,8 @@ import importlib.util
 import logging
 import numbers
 
+from callbacks import ExportableState, TrainerCallback
+
 logger = logging.getLogger(__name__)
 
 # name -> (module that must be importable, pip package that provides it, "module:CallbackClass")
@@ -104,3 +106,50 @@ def scalar_or_text(value):
     if isinstance(value, (bool, int, float, str)):
         return value
     return str(value)
+
+
+class RunTrackerCallback(TrainerCallback, ExportableState):
+    """Base of the backends that keep a run on a tracking server (W&B, MLflow).
+
+    The run id is saved in checkpoints (ExportableState), so a resumed training continues the
+    same run; a hyperparameter-search trial gets a run of its own. Subclasses implement
+    ``is_open`` and ``open_run(args, state, model, trial)``, which sets ``run_id``, and
+    log in ``on_log`` after ``ensure_run``. Main process only.
+    """
+
+    def __init__(self):
+        self.run_id = None  # restored from a checkpoint before on_train_begin
+        self._trial = None
+        self._warned: set = set()
+
+    def state(self) -> dict:
+        return {"args": {}, "attributes": {"run_id": self.run_id}}
+
+    @property
+    def is_open(self) -> bool:
+        raise NotImplementedError
+
+    def open_run(self, args, state, model, trial: str | None) -> None:
+        raise NotImplementedError
+
+    def close_run(self) -> None:
+        """Close the open run (before a new trial's)."""
+
+    def setup(self, args, state, model) -> None:
+        trial = state.trial_name if state.is_hyper_param_search else None
+        if self.is_open and trial == self._trial:
+            return
+        if self.is_open:  # a new trial while the previous trial's run is open
+            self.close_run()
+        if trial is not None and trial != self._trial:
+            self.run_id = None  # a new trial: a new run (a saved id belongs to the run being resumed)
+        self.open_run(args, state, model, trial)
+        self._trial = trial
+
+    def ensure_run(self, args, state, model) -> None:
+        if not self.is_open:  # evaluate()/predict() without train()
+            self.setup(args, state, model)
+
+    def on_train_begin(self, args, state, control, model=None, **kwargs):
+        if state.is_world_process_zero:
+            self.setup(args, state, model)

@@ -21,9 +21,7 @@ import glob
 import logging
 import os
 
-from callbacks import ExportableState, TrainerCallback
-
-from .reporting import numeric_logs, rewrite_logs, run_config
+from .reporting import RunTrackerCallback, numeric_logs, rewrite_logs, run_config
 
 logger = logging.getLogger(__name__)
 
@@ -40,36 +38,32 @@ def _env_choice(name: str, choices: tuple[str, ...]) -> str:
     return value
 
 
-class WandbCallback(TrainerCallback, ExportableState):
+class WandbCallback(RunTrackerCallback):
     """Logs to Weights & Biases on the main process (see the module table)."""
 
     def __init__(self):
         import wandb
 
+        super().__init__()
         self._wandb = wandb
-        self.run_id = None  # restored from a checkpoint: the resumed run continues the same W&B run
         self._run = None
-        self._trial = None
-        self._warned: set = set()
         self._last: dict = {}
         self.log_model = _env_choice("WANDB_LOG_MODEL", LOG_MODEL_CHOICES)
         self.watch = _env_choice("WANDB_WATCH", WATCH_CHOICES)
-
-    def state(self) -> dict:
-        return {"args": {}, "attributes": {"run_id": self.run_id}}
 
     @property
     def run(self):
         return self._run
 
-    def setup(self, args, state, model) -> None:
-        trial = state.trial_name if state.is_hyper_param_search else None
-        if self._run is not None and trial == self._trial:
-            return
-        if self._run is not None:  # a new trial: close the previous trial's run
-            self._run.finish()
-        if trial is not None and trial != self._trial:
-            self.run_id = None  # a new trial: a new run (a saved id belongs to the run being resumed)
+    @property
+    def is_open(self) -> bool:
+        return self._run is not None
+
+    def close_run(self) -> None:
+        self._run.finish()
+        self._run = None
+
+    def open_run(self, args, state, model, trial) -> None:
         init = {"project": os.getenv("WANDB_PROJECT", "trainforge"), "config": run_config(args, model)}
         if os.getenv("WANDB_DIR"):  # read at each run: wandb reads its environment once per process
             init["dir"] = os.environ["WANDB_DIR"]
@@ -80,22 +74,16 @@ class WandbCallback(TrainerCallback, ExportableState):
         if self.run_id is not None:
             init.update(id=self.run_id, resume="allow")
         self._run = self._wandb.init(**init)
-        self._trial = trial
         self.run_id = self._run.id
         self._run.define_metric("train/global_step")
         self._run.define_metric("*", step_metric="train/global_step", step_sync=True)
         if self.watch != "false" and model is not None:
             self._run.watch(model, log=self.watch, log_freq=max(1, int(args.logging_steps)))
 
-    def on_train_begin(self, args, state, control, model=None, **kwargs):
-        if state.is_world_process_zero:
-            self.setup(args, state, model)
-
     def on_log(self, args, state, control, logs=None, model=None, **kwargs):
         if not state.is_world_process_zero or not logs:
             return
-        if self._run is None:
-            self.setup(args, state, model)
+        self.ensure_run(args, state, model)
         values = rewrite_logs(logs, self._warned)
         self._last.update(numeric_logs(logs, self._warned))
         self._run.log({**values, "train/global_step": state.global_step})

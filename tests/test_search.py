@@ -192,8 +192,6 @@ def test_backend_choice_and_missing_packages(tmp_path, monkeypatch):
     with pytest.raises(ImportError, match="hyperparameter_search needs a search library and none is installed: pip "
                                           "install optuna"):
         trainer.hyperparameter_search(n_trials=1)
-    with pytest.raises(ValueError, match="train.trial=.... runs one trial of a search"):
-        trainer.train(trial=object())
 
 
 def test_default_space_and_objective(tmp_path):

@@ -353,12 +353,9 @@ class Trainer:
 
     def _begin_trial(self, trial) -> None:
         """Apply a search trial's hyperparameters (a copy of the arguments), or leave the run as it is."""
-        self._trial = trial
-        if trial is None:
+        self._trial = trial if self._search is not None else None
+        if self._trial is None:  # outside a search, `trial` only goes to model_init(trial)
             return
-        if self._search is None:
-            raise ValueError("train(trial=...) runs one trial of a search: call trainer.hyperparameter_search(...) "
-                             "instead")
         self._trial_params = self._search.begin_trial(trial)
         self._train_batch_size = self.args.train_batch_size
         self.label_smoother = LabelSmoother(self.args.label_smoothing_factor) if self.args.label_smoothing_factor \

@@ -20,6 +20,7 @@ from datetime import datetime
 from typing import Any
 
 from callbacks.strategies import IntervalStrategy, SaveStrategy
+from integrations.hub import HUB_STRATEGIES
 
 from .optim import OPTIMIZER_NAMES, SCHEDULER_NAMES, parse_optim_args
 
@@ -307,6 +308,32 @@ class TrainingArguments:
     length_column_name: str = field(
         default="length", metadata=_help("Dataset column with precomputed lengths for group_by_length.")
     )
+    push_to_hub: bool = field(
+        default=False,
+        metadata=_help("Push the model to the Hugging Face Hub as hub_strategy says (uploads run in the background)."),
+    )
+    hub_model_id: str | None = field(
+        default=None, metadata=_help("Repo to push to, 'name' or 'namespace/name'; default: output_dir's name.")
+    )
+    hub_strategy: str = field(
+        default="every_save",
+        metadata=_help("What is pushed: 'end' (on save_model/push_to_hub), 'every_save' (the model at each save), "
+                       "'checkpoint' (also the checkpoint as last-checkpoint/, resumable), 'all_checkpoints'.",
+                       choices=HUB_STRATEGIES),
+    )
+    hub_token: str | None = field(
+        default=None, repr=False,
+        metadata=_help("Token for the Hub (default: huggingface_hub's, HF_TOKEN or `hf auth login`); never "
+                       "printed nor saved."),
+    )
+    hub_private_repo: bool | None = field(
+        default=None, metadata=_help("Create the repo private (default: the Hub's default for your account).")
+    )
+    hub_revision: str | None = field(default=None, metadata=_help("Branch to push to (created if missing)."))
+    hub_always_push: bool = field(
+        default=False,
+        metadata=_help("Queue every push; by default a push asked for while the previous one runs is skipped."),
+    )
     report_to: str | list[str] | None = field(
         default="none", metadata=_help("Logging backends: 'none', 'all', a name or a list of names.")
     )
@@ -400,6 +427,8 @@ class TrainingArguments:
         if self.include_num_input_tokens_seen not in (True, False, "all", "non_padding", "no"):
             raise ValueError(f"include_num_input_tokens_seen={self.include_num_input_tokens_seen!r} is not valid; "
                              "choose True/'all' (every token), 'non_padding' or False/'no'")
+        if self.hub_strategy not in HUB_STRATEGIES:
+            raise ValueError(f"hub_strategy={self.hub_strategy!r} is not valid; choose from {list(HUB_STRATEGIES)}")
         unknown = sorted(set(self.include_for_metrics) - set(INCLUDE_FOR_METRICS))
         if unknown:
             raise ValueError(f"include_for_metrics={self.include_for_metrics}: unknown {unknown}; choose from "
@@ -596,6 +625,8 @@ class TrainingArguments:
             if f.name == "evaluation_strategy":
                 continue
             value = getattr(self, f.name)
+            if f.name.endswith("_token") and value is not None:
+                value = f"<{f.name.upper()}>"  # a secret: never written to training_args.json or logged
             out[f.name] = value.value if isinstance(value, (IntervalStrategy, SaveStrategy)) else value
         return out
 

@@ -178,6 +178,13 @@ class Trainer:
             self.optimizer,
             self.lr_scheduler,
         )
+        self.hub = None  # integrations.hub.HubPusher: the repo and its background pushes (main process)
+        self.hub_push_failures: list[str] = []
+        self._card_kwargs: dict = {}
+        if args.push_to_hub and self.is_world_process_zero():
+            from integrations.hub import HubPusher
+
+            self.hub = HubPusher(args)  # creates the repo now: a bad token or name fails before training
         self.state = TrainerState(
             is_local_process_zero=self.is_local_process_zero(), is_world_process_zero=self.is_world_process_zero()
         )
@@ -324,6 +331,11 @@ class Trainer:
         self._check_eval_dataset()
         if resume_from_checkpoint is None:
             resume_from_checkpoint = args.resume_from_checkpoint
+        if isinstance(resume_from_checkpoint, str) and resume_from_checkpoint not in ("auto",):
+            from integrations.hub import download_last_checkpoint, looks_like_repo_id
+
+            if looks_like_repo_id(resume_from_checkpoint):  # a Hub repo pushed with hub_strategy='checkpoint'
+                resume_from_checkpoint = download_last_checkpoint(resume_from_checkpoint, args)
         self._resume_path = resolve_checkpoint(resume_from_checkpoint, args.output_dir)
         if self._resume_path is None:
             self._prepare_output_dir()
@@ -477,6 +489,10 @@ class Trainer:
         self._memory_tracker.stop_and_update("train", metrics)
         self.log(metrics)
         self.control = handler.on_train_end(args, self.state, self.control)
+        if self.hub is not None:
+            newest = ckpt.list_checkpoints(args.output_dir)
+            self.hub_push_failures = self.hub.finish_training(newest[-1] if newest else None, self.state.global_step,
+                                                              self.model_card_text())
         if loop.preempted:
             logger.warning("Training stopped by a preemption signal at step %d; checkpoint %s is complete. Exiting.",
                            self.state.global_step, ckpt.checkpoint_dir(args.output_dir, self.state.global_step))
@@ -587,12 +603,24 @@ class Trainer:
         rotate, fire on_save; returns its path."""
         path = ckpt.write_training_checkpoint(self)
         self.last_saved_step = self.state.global_step
+        if self.hub is not None:
+            self.hub.on_checkpoint(path, self.state.global_step, self.model_card_text())
         self.control = self.callback_handler.on_save(self.args, self.state, self.control)
         return path
 
-    def save_model(self, output_dir: str | None = None) -> None:
-        """Save weights (safetensors), the processing class and ``training_args.json`` (main process)."""
+    def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
+        """Save weights (safetensors), the processing class and ``training_args.json`` (main process).
+
+        With ``push_to_hub``, saving to ``output_dir`` also pushes the model (in the background).
+        """
+        push = self.args.push_to_hub and not _internal_call and output_dir in (None, self.args.output_dir)
         output_dir = output_dir or self.args.output_dir
+        self._save_model_files(output_dir)
+        if push and self.hub is not None:
+            self.create_model_card()
+            self.hub.push_folder(output_dir, self.model_card_text(), "Model save")
+
+    def _save_model_files(self, output_dir: str) -> None:
         strategy = self.runtime.strategy
         state_dict = strategy.model_state_dict(self.model_wrapped, final=True)  # collective under ZeRO-3 / FSDP
         weights = strategy.writes_weights_file(final=True)
@@ -610,6 +638,48 @@ class Trainer:
             ckpt.save_model_files(self.runtime.unwrap(self.model_wrapped), output_dir, self.processing_class, self.args,
                                   state_dict=state_dict, weights=weights)
         self.runtime.wait_for_everyone()
+
+    # -- the Hub --------------------------------------------------------------------------------
+    def model_card_text(self, **kwargs) -> str:
+        """The model card (README.md) of this run; ``kwargs``: finetuned_from, dataset, tasks, language,
+        license, tags, model_name (remembered for later cards)."""
+        from integrations.model_card import build_model_card
+
+        self._card_kwargs.update(kwargs)
+        card = dict(self._card_kwargs)
+        default_name = self.hub.repo_id.split("/")[-1] if self.hub is not None else \
+            os.path.basename(os.path.abspath(self.args.output_dir))
+        name = card.pop("model_name", None) or default_name
+        return build_model_card(self.args, self.state, name, num_processes=self.runtime.num_processes, **card)
+
+    def create_model_card(self, **kwargs) -> None:
+        """Write the model card as ``output_dir/README.md`` (main process)."""
+        if self.is_world_process_zero():
+            os.makedirs(self.args.output_dir, exist_ok=True)
+            with open(os.path.join(self.args.output_dir, "README.md"), "w", encoding="utf-8") as f:
+                f.write(self.model_card_text(**kwargs))
+
+    def push_to_hub(self, commit_message: str = "End of training", blocking: bool = True, **model_card_kwargs):
+        """Save the model and its card to output_dir and push them to the Hub repo (``hub_model_id``).
+
+        ``blocking=False`` returns at once with the upload's Future. Returns the commit id (or the
+        Future); None on other processes than the main one.
+        """
+        self.save_model(_internal_call=True)
+        if not self.is_world_process_zero():
+            return None
+        if self.hub is None:
+            from integrations.hub import HubPusher
+
+            self.hub = HubPusher(self.args)
+        self.create_model_card(**model_card_kwargs)
+        future = self.hub.push_folder(self.args.output_dir, self.model_card_text(), commit_message)
+        if not blocking:
+            return future
+        failures = self.hub.wait()
+        if failures and failures[-1].startswith(f"push_to_hub: the push {commit_message!r} failed"):
+            raise RuntimeError(failures[-1])
+        return future.result()
 
     def save_state(self) -> None:
         if self.is_world_process_zero():

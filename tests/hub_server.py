@@ -176,7 +176,8 @@ class _Handler(BaseHTTPRequestHandler):
         with self.hub.lock:
             if repo_id in self.hub.repos:
                 return self._send(409, {"error": "You already created this model repo", "url": url})
-            self.hub.repos[repo_id] = Repo(repo_id, bool(payload.get("private")))
+            private = payload.get("visibility") == "private" or bool(payload.get("private"))  # newer / older clients
+            self.hub.repos[repo_id] = Repo(repo_id, private)
         self._send(200, {"url": url, "name": repo_id, "id": repo_id})
 
     def _create_branch(self, repo_id: str, branch: str) -> None:

@@ -160,3 +160,15 @@ def test_hub_errors_are_clear_and_keep_the_run(tmp_path, hub, monkeypatch):
     assert "push_to_hub: the push 'Training in progress, step 2' failed: the token may not write to this repo (403)" \
         in trainer.hub_push_failures[0]
     assert (tmp_path / "out" / "checkpoint-6" / "model.safetensors").exists()
+
+
+def test_private_repo_on_a_branch_with_all_checkpoints(tmp_path, hub):
+    args = hub_args(tmp_path, hub_private_repo=True, hub_revision="dev", hub_strategy="all_checkpoints",
+                    hub_always_push=True, max_steps=4)
+    trainer = Trainer(RegressionModel(), args, train_dataset=RegressionDataset(64))
+    trainer.train()
+    repo = hub.repos["alice/tiny-run"]
+    assert repo.private and repo.commits["main"] == []  # everything went to the branch
+    files = hub.files("alice/tiny-run", branch="dev")
+    assert {"checkpoint-2/optimizer.pt", "checkpoint-4/optimizer.pt", "model.safetensors", "README.md"} <= set(files)
+    assert files["checkpoint-4/model.safetensors"] == files["model.safetensors"]

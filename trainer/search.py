@@ -78,6 +78,45 @@ class Search:
         return float(value)
 
 
+class SearchMixin:
+    """The Trainer's search methods: ``hyperparameter_search`` and the per-trial hooks ``train()`` calls."""
+
+    def _begin_trial(self, trial) -> None:
+        """Apply a search trial's hyperparameters (a copy of the arguments), or leave the run as it is."""
+        self._trial = trial if self._search is not None else None
+        if self._trial is None:  # outside a search, `trial` only goes to model_init(trial)
+            return
+        self._trial_params = self._search.begin_trial(trial)
+        self._train_batch_size = self.args.train_batch_size
+        from .evaluation import LabelSmoother
+
+        smoothing = self.args.label_smoothing_factor
+        self.label_smoother = LabelSmoother(smoothing) if smoothing else None
+
+    def report_trial_objective(self, metrics: dict) -> None:
+        """During a search: the objective of an evaluation, reported to the backend (which may prune the trial)."""
+        if self._search is None or self._trial is None:
+            return
+        self.objective = self._search.objective(metrics)
+        self._search.backend.report(self._search, self._trial, self.objective, self.state.global_step)
+
+    def hyperparameter_search(self, hp_space: Callable | None = None, compute_objective: Callable | None = None,
+                              n_trials: int = 20, direction: str | list[str] = "minimize", backend: str | None = None,
+                              hp_name: Callable | None = None, **kwargs):
+        """Search hyperparameters with optuna (default when installed) or Ray Tune; returns a ``BestRun``
+        (a list of them for several directions).
+
+        ``hp_space(trial) -> dict`` names TrainingArguments fields (default: the backend's space of
+        learning_rate, num_train_epochs, seed, per_device_train_batch_size). ``compute_objective(metrics)``
+        defaults to the eval loss (or the sum of the metrics). ``direction``: "minimize", "maximize"
+        or a list of them. ``kwargs`` go to the backend: for optuna ``sampler``, ``pruner``,
+        ``storage`` (e.g. "sqlite:///search.db"), ``study_name``, ``timeout``; for Ray ``scheduler``,
+        ``search_alg``, ``resources_per_trial``... Needs ``model_init``. See ``trainer/search.py``.
+        """
+        return run_search(self, hp_space, compute_objective, n_trials, direction, backend, hp_name, **kwargs)
+
+
+
 def run_search(trainer: Trainer, hp_space=None, compute_objective=None, n_trials: int = 20,
                direction: str | list[str] = "minimize", backend: str | None = None, hp_name=None, **kwargs):
     """See ``Trainer.hyperparameter_search``."""

@@ -55,9 +55,11 @@ from .evaluation import (
 from .loops import TrainingLoop
 from .metrics import metrics_form
 from .optim import create_optimizer, get_scheduler, num_warmup_steps
+from .publishing import HubMixin
 from .resume import read_checkpoint, resolve_checkpoint, restore_optimization, restore_trainer_state
 from .run_metrics import MemoryTracker, speed_metrics
 from .runtime import Runtime, configure_logging, set_seed
+from .search import SearchMixin
 
 logger = logging.getLogger(__name__)
 
@@ -67,7 +69,7 @@ def _accepts_kwarg(fn, name: str) -> bool:
     return name in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
 
 
-class Trainer:
+class Trainer(SearchMixin, HubMixin):
     """Train, evaluate and predict with a PyTorch model.
 
     Args:
@@ -363,40 +365,6 @@ class Trainer:
             self._memory_tracker.stop_and_update("train", {})  # no-op unless training raised
         return output
 
-    def _begin_trial(self, trial) -> None:
-        """Apply a search trial's hyperparameters (a copy of the arguments), or leave the run as it is."""
-        self._trial = trial if self._search is not None else None
-        if self._trial is None:  # outside a search, `trial` only goes to model_init(trial)
-            return
-        self._trial_params = self._search.begin_trial(trial)
-        self._train_batch_size = self.args.train_batch_size
-        self.label_smoother = LabelSmoother(self.args.label_smoothing_factor) if self.args.label_smoothing_factor \
-            else None
-
-    def report_trial_objective(self, metrics: dict) -> None:
-        """During a search: the objective of an evaluation, reported to the backend (which may prune the trial)."""
-        if self._search is None or self._trial is None:
-            return
-        self.objective = self._search.objective(metrics)
-        self._search.backend.report(self._search, self._trial, self.objective, self.state.global_step)
-
-    def hyperparameter_search(self, hp_space: Callable | None = None, compute_objective: Callable | None = None,
-                              n_trials: int = 20, direction: str | list[str] = "minimize", backend: str | None = None,
-                              hp_name: Callable | None = None, **kwargs):
-        """Search hyperparameters with optuna (default when installed) or Ray Tune; returns a ``BestRun``
-        (a list of them for several directions).
-
-        ``hp_space(trial) -> dict`` names TrainingArguments fields (default: the backend's space of
-        learning_rate, num_train_epochs, seed, per_device_train_batch_size). ``compute_objective(metrics)``
-        defaults to the eval loss (or the sum of the metrics). ``direction``: "minimize", "maximize"
-        or a list of them. ``kwargs`` go to the backend: for optuna ``sampler``, ``pruner``,
-        ``storage`` (e.g. "sqlite:///search.db"), ``study_name``, ``timeout``; for Ray ``scheduler``,
-        ``search_alg``, ``resources_per_trial``... Needs ``model_init``. See ``trainer/search.py``.
-        """
-        from .search import run_search
-
-        return run_search(self, hp_space, compute_objective, n_trials, direction, backend, hp_name, **kwargs)
-
     def _prepare_output_dir(self) -> None:
         existing = ckpt.list_checkpoints(self.args.output_dir)
         if not existing:
@@ -638,48 +606,6 @@ class Trainer:
             ckpt.save_model_files(self.runtime.unwrap(self.model_wrapped), output_dir, self.processing_class, self.args,
                                   state_dict=state_dict, weights=weights)
         self.runtime.wait_for_everyone()
-
-    # -- the Hub --------------------------------------------------------------------------------
-    def model_card_text(self, **kwargs) -> str:
-        """The model card (README.md) of this run; ``kwargs``: finetuned_from, dataset, tasks, language,
-        license, tags, model_name (remembered for later cards)."""
-        from integrations.model_card import build_model_card
-
-        self._card_kwargs.update(kwargs)
-        card = dict(self._card_kwargs)
-        default_name = self.hub.repo_id.split("/")[-1] if self.hub is not None else \
-            os.path.basename(os.path.abspath(self.args.output_dir))
-        name = card.pop("model_name", None) or default_name
-        return build_model_card(self.args, self.state, name, num_processes=self.runtime.num_processes, **card)
-
-    def create_model_card(self, **kwargs) -> None:
-        """Write the model card as ``output_dir/README.md`` (main process)."""
-        if self.is_world_process_zero():
-            os.makedirs(self.args.output_dir, exist_ok=True)
-            with open(os.path.join(self.args.output_dir, "README.md"), "w", encoding="utf-8") as f:
-                f.write(self.model_card_text(**kwargs))
-
-    def push_to_hub(self, commit_message: str = "End of training", blocking: bool = True, **model_card_kwargs):
-        """Save the model and its card to output_dir and push them to the Hub repo (``hub_model_id``).
-
-        ``blocking=False`` returns at once with the upload's Future. Returns the commit id (or the
-        Future); None on other processes than the main one.
-        """
-        self.save_model(_internal_call=True)
-        if not self.is_world_process_zero():
-            return None
-        if self.hub is None:
-            from integrations.hub import HubPusher
-
-            self.hub = HubPusher(self.args)
-        self.create_model_card(**model_card_kwargs)
-        future = self.hub.push_folder(self.args.output_dir, self.model_card_text(), commit_message)
-        if not blocking:
-            return future
-        failures = self.hub.wait()
-        if failures and failures[-1].startswith(f"push_to_hub: the push {commit_message!r} failed"):
-            raise RuntimeError(failures[-1])
-        return future.result()
 
     def save_state(self) -> None:
         if self.is_world_process_zero():

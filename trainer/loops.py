@@ -88,6 +88,10 @@ class TrainingLoop:
         self.args = trainer.args
         self.batch_size = batch_size
 
+    @property
+    def counts_tokens(self) -> bool:
+        return self.args.include_num_input_tokens_seen not in (False, "no")
+
     # -- sizes ----------------------------------------------------------------------------
     def plan(self, dataloader) -> None:
         args = self.args
@@ -180,7 +184,7 @@ class TrainingLoop:
         count_flos = "input_ids" in model_input_names(trainer.model, []) or (
             type(trainer).floating_point_ops is not BaseTrainer.floating_point_ops
         )
-        count_tokens = args.include_num_input_tokens_seen not in (False, "no")
+        count_tokens = self.counts_tokens
         self.tokens_pending = 0  # this process's input tokens since the last fold into state (int or tensor)
         preemption = PreemptionHandler(args.save_on_interrupt)
         self.dataloader = dataloader
@@ -306,7 +310,7 @@ class TrainingLoop:
 
     def fold_tokens(self) -> None:
         """Add every process's pending token count to ``state.num_input_tokens_seen`` (before a log or save)."""
-        if self.args.include_num_input_tokens_seen in (False, "no"):
+        if not self.counts_tokens:
             return
         self.trainer.state.num_input_tokens_seen += self.trainer.runtime.reduce_sum(self.tokens_pending)
         self.tokens_pending = 0
@@ -343,7 +347,7 @@ class TrainingLoop:
         if self.grad_norm is not None:
             logs["grad_norm"] = float(self.grad_norm)
         logs["learning_rate"] = trainer.current_learning_rate()
-        if self.args.include_num_input_tokens_seen not in (False, "no"):
+        if self.counts_tokens:
             logs["num_input_tokens_seen"] = state.num_input_tokens_seen
         self.last_logged_step = state.global_step
         trainer.log(logs)

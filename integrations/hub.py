@@ -56,7 +56,9 @@ def _explain(err: Exception, what: str, output_dir: str) -> RuntimeError:
     elif status is not None:
         why = f"the Hub answered {status}: {str(err).splitlines()[0]}"
     else:
-        endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
+        from huggingface_hub import constants
+
+        endpoint = constants.ENDPOINT
         why = f"cannot reach the Hub at {endpoint} ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})"
     return RuntimeError(f"{what}: {why}. The run's files are kept in {output_dir}")
 
@@ -90,8 +92,6 @@ class HubPusher:
                 if f.startswith(LAST_CHECKPOINT + "/")
             }
         except Exception as err:  # network, token, permissions: one message that names them
-            if isinstance(err, ValueError) and not hasattr(err, "response"):
-                raise
             raise _explain(err, f"push_to_hub: creating the repo {name!r} failed", args.output_dir) from err
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hub-push")
         self._pending: list[tuple[str, Future]] = []

@@ -6,6 +6,7 @@
 | results on the evaluation set | the last evaluation in ``state.log_history`` |
 | training hyperparameters | the TrainingArguments (learning rate, batch sizes, seed, optimizer, schedule, precision...) |
 | training results table: Training Loss, Epoch, Step, Validation Loss, each eval metric | every evaluation in ``state.log_history``, with the training loss logged last before it |
+| the training curves | ``curves_image`` (``training_curves.png``, drawn by ``trainforge plot`` / ``create_model_card``) |
 | framework versions | trainforge, PyTorch, and transformers / datasets / tokenizers when installed |
 
 Secrets (tokens) never enter the card: only the fields listed here are read.
@@ -101,7 +102,7 @@ def _yaml_list(name: str, values) -> list[str]:
 def build_model_card(args, state, model_name: str, *, num_processes: int = 1, finetuned_from: str | None = None,
                      dataset: str | list[str] | None = None, tasks: str | list[str] | None = None,
                      language: str | list[str] | None = None, license: str | None = None,
-                     tags: str | list[str] | None = None) -> str:
+                     tags: str | list[str] | None = None, curves_image: str | None = None) -> str:
     """The README.md text of a model trained by this run."""
     tag_list = ["trainforge", "generated_from_trainer"] + ([tags] if isinstance(tags, str) else list(tags or []))
     header = ["---", "library_name: trainforge"]
@@ -131,6 +132,8 @@ def build_model_card(args, state, model_name: str, *, num_processes: int = 1, fi
         lines += ["", "## Training results", "", "| " + " | ".join(columns) + " |",
                   "|" + "|".join(":---:" for _ in columns) + "|"]
         lines += ["| " + " | ".join(row) + " |" for row in rows]
+    if curves_image:
+        lines += ["", f"![Training curves: loss, learning rate, grad norm and evaluation metrics]({curves_image})"]
     lines += ["", "## Framework versions", ""]
     for label, package in _FRAMEWORKS:
         version = _version(package)

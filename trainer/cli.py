@@ -7,6 +7,8 @@ JSON), then the flags given.
     trainforge args [--config FILE] [--name value ...]   print the resolved arguments as JSON
     trainforge train SCRIPT [script arguments ...]        run a training script (like python SCRIPT)
     trainforge env                                        versions of the packages a run uses
+    trainforge checkpoints DIR                            a run's checkpoints: step, metric, completeness
+    trainforge plot DIR [--out PNG]                       a run's curves drawn from trainer_state.json
 """
 
 from __future__ import annotations
@@ -124,6 +126,11 @@ def main(argv: list[str] | None = None) -> int:
     train_cmd.add_argument("script", help="path of a Python training script")
     train_cmd.add_argument("script_args", nargs=argparse.REMAINDER, help="arguments passed to the script")
     sub.add_parser("env", help="print the versions of the packages a run uses")
+    checkpoints_cmd = sub.add_parser("checkpoints", help="list a run's checkpoints: step, metric, completeness")
+    checkpoints_cmd.add_argument("output_dir", help="the run's output_dir")
+    plot_cmd = sub.add_parser("plot", help="draw a run's curves (loss, learning rate, grad norm, eval metrics) to PNG")
+    plot_cmd.add_argument("output_dir", help="the run's output_dir")
+    plot_cmd.add_argument("--out", default=None, help="PNG path (default: OUTPUT_DIR/training_curves.png)")
 
     if argv[:1] == ["args"]:
         print(parse_training_args(argv[1:], parser=argparse.ArgumentParser(prog="trainforge args")).to_json_string(),
@@ -132,6 +139,18 @@ def main(argv: list[str] | None = None) -> int:
     opts = parser.parse_args(argv)
     if opts.command == "env":
         _env()
+        return 0
+    if opts.command in ("checkpoints", "plot"):
+        from .run_files import describe_checkpoints, format_checkpoints, plot_run
+
+        try:
+            if opts.command == "checkpoints":
+                print(format_checkpoints(describe_checkpoints(opts.output_dir)))
+            else:
+                print(plot_run(opts.output_dir, opts.out))
+        except (FileNotFoundError, ValueError) as err:
+            print(f"trainforge {opts.command}: {err}", file=sys.stderr)
+            return 2
         return 0
     sys.argv = [opts.script, *opts.script_args]
     runpy.run_path(opts.script, run_name="__main__")

@@ -22,11 +22,20 @@ class HubMixin:
         return build_model_card(self.args, self.state, name, num_processes=self.runtime.num_processes, **card)
 
     def create_model_card(self, **kwargs) -> None:
-        """Write the model card as ``output_dir/README.md`` (main process)."""
-        if self.is_world_process_zero():
-            os.makedirs(self.args.output_dir, exist_ok=True)
-            with open(os.path.join(self.args.output_dir, "README.md"), "w", encoding="utf-8") as f:
-                f.write(self.model_card_text(**kwargs))
+        """Write the model card as ``output_dir/README.md`` (main process), with the run's curves drawn
+        into ``training_curves.png`` and embedded when matplotlib is installed."""
+        if not self.is_world_process_zero():
+            return
+        os.makedirs(self.args.output_dir, exist_ok=True)
+        import importlib.util
+
+        from .run_files import CURVES_NAME, curves, plot_curves
+
+        if importlib.util.find_spec("matplotlib") is not None and curves(self.state.log_history):
+            plot_curves(self.state.log_history, os.path.join(self.args.output_dir, CURVES_NAME))
+            kwargs.setdefault("curves_image", CURVES_NAME)
+        with open(os.path.join(self.args.output_dir, "README.md"), "w", encoding="utf-8") as f:
+            f.write(self.model_card_text(**kwargs))
 
     def push_to_hub(self, commit_message: str = "End of training", blocking: bool = True, **model_card_kwargs):
         """Save the model and its card to output_dir and push them to the Hub repo (``hub_model_id``).

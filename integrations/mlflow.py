@@ -1,5 +1,5 @@
-"""MLflowCallback: the run in MLflow, with any tracking store (a local ``sqlite:///`` or ``file:``
-store works with no server and no network).
+"""MLflowCallback: the run in MLflow, with any tracking store (a local ``sqlite:///`` store works
+with no server and no network; MLflow 3 accepts ``file:`` stores only with ``MLFLOW_ALLOW_FILE_STORE=true``).
 
 | what | where | when |
 |---|---|---|

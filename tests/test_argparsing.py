@@ -1,0 +1,97 @@
+"""Flags and config files for TrainingArguments plus a script's own dataclasses."""
+
+from __future__ import annotations
+
+import enum
+import json
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from typing import Literal
+
+import pytest
+
+from trainer import TrainingArguments
+from trainer.argparsing import DataclassArgumentParser
+
+
+class Pooling(enum.Enum):
+    MEAN = "mean"
+    CLS = "cls"
+
+
+@dataclass
+class ModelArguments:
+    model_name: str = field(default="tiny-bert", metadata={"help": "Hub id or local path of the model."})
+    hidden_size: int = field(default=32, metadata={"help": "Width of the tiny model."})
+    use_fast_tokenizer: bool = field(default=True, metadata={"help": "Use the Rust tokenizer."})
+    freeze: list[str] = field(default_factory=list, metadata={"help": "Parameter name prefixes to freeze."})
+    head: Literal["linear", "mlp"] = field(default="linear", metadata={"help": "Classifier head."})
+    pooling: Pooling = field(default=Pooling.MEAN, metadata={"help": "How tokens are pooled."})
+
+
+def parser() -> DataclassArgumentParser:
+    return DataclassArgumentParser([ModelArguments, TrainingArguments], prog="script")
+
+
+def test_config_file_then_flags_override_it(tmp_path):
+    config = tmp_path / "run.yaml"
+    config.write_text(f"output_dir: {tmp_path / 'out'}\nlearning_rate: 0.5\nnum_train_epochs: 4\n"
+                      "hidden_size: 64\nfreeze: [embeddings]\n")
+    model, args = parser().parse(["--config", str(config), "--num_train_epochs", "2", "--no_use_fast_tokenizer",
+                                  "--freeze", "embeddings", "encoder.layer.0", "--head", "mlp", "--pooling", "cls",
+                                  "--bf16"], defaults={"seed": 3, "learning_rate": 0.1})
+    assert (args.learning_rate, args.num_train_epochs, args.seed, args.bf16) == (0.5, 2.0, 3, True)
+    assert model.hidden_size == 64 and model.use_fast_tokenizer is False
+    assert model.freeze == ["embeddings", "encoder.layer.0"] and model.head == "mlp" and model.pooling is Pooling.CLS
+    lone_json = tmp_path / "run.json"  # a lone config argument, JSON this time
+    lone_json.write_text(json.dumps({"output_dir": str(tmp_path / "o2"), "model_name": "local/path"}))
+    model, args = parser().parse([str(lone_json), "--hidden_size", "8"])
+    assert model.model_name == "local/path" and model.hidden_size == 8 and args.output_dir == str(tmp_path / "o2")
+
+
+def test_unknown_config_key_names_the_closest_valid_one(tmp_path):
+    config = tmp_path / "bad.yaml"
+    config.write_text("learning_rat: 0.1\nhiden_size: 3\n")
+    with pytest.raises(ValueError, match=r"unknown argument\(s\) in .*bad.yaml: 'learning_rat' \(did you mean "
+                                         r"'learning_rate'\?\), 'hiden_size' \(did you mean 'hidden_size'\?\); valid "
+                                         "names are the fields of ModelArguments, TrainingArguments"):
+        parser().parse(["--config", str(config)])
+
+
+def test_bad_flag_values_are_refused(tmp_path, capsys):
+    for argv, shown in ((["--head", "rnn"], "argument --head: invalid choice: 'rnn' (choose from 'linear', 'mlp')"),
+                        (["--hidden_size", "wide"], "argument --hidden_size: invalid int value: 'wide'"),
+                        (["--use_fast_tokenizer", "maybe"], "expected true or false, got 'maybe'")):
+        with pytest.raises(SystemExit):
+            parser().parse(argv)
+        assert shown in capsys.readouterr().err
+    config = tmp_path / "list.yaml"
+    config.write_text("- 1\n- 2\n")
+    with pytest.raises(ValueError, match="must hold a mapping of argument names to values, got list"):
+        parser().parse([str(config)])
+    with pytest.raises(FileNotFoundError, match="--config 'missing.yaml': no such file"):
+        parser().parse(["--config", "missing.yaml"])
+
+
+def test_duplicate_field_names_are_refused():
+    @dataclass
+    class Clash:
+        learning_rate: float = 1.0
+
+    with pytest.raises(ValueError, match="Clash.learning_rate and TrainingArguments.learning_rate would both be "
+                                         "--learning_rate: rename one of the fields"):
+        DataclassArgumentParser([TrainingArguments, Clash])
+
+
+def test_help_lists_every_field_with_its_help():
+    import dataclasses
+
+    text = subprocess.run([sys.executable, "-m", "trainer.cli", "args", "--help"], capture_output=True, text=True,
+                          check=True).stdout
+    for f in dataclasses.fields(TrainingArguments):
+        if f.init and f.name != "evaluation_strategy":
+            assert f"--{f.name}" in text, f.name
+    assert "Peak learning rate of the optimizer." in text
+    help_text = parser().format_help()
+    assert "--no_use_fast_tokenizer" in help_text and "Parameter name prefixes to freeze." in help_text

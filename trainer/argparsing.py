@@ -1,0 +1,180 @@
+"""Command-line flags and config files for dataclasses: TrainingArguments and a script's own.
+
+``DataclassArgumentParser([ModelArguments, TrainingArguments]).parse(argv)`` returns one instance
+per dataclass. Values come, lowest priority first, from the dataclasses' defaults, ``defaults=``,
+a config file (``--config FILE`` or a lone ``.yaml``/``.yml``/``.json`` argument), then the flags.
+
+| field type | flag |
+|---|---|
+| ``bool`` | ``--name`` (true), ``--name false``, and ``--no_name`` |
+| ``int`` / ``float`` / ``str`` | ``--name VALUE`` |
+| ``list[...]`` | ``--name A B C`` |
+| ``Literal[...]``, an ``Enum`` or ``metadata["choices"]`` | ``--name CHOICE``, checked against the choices |
+| ``bool | str`` | ``--name`` (true), ``--name false`` or ``--name MODE`` |
+
+Help text is the field's ``metadata["help"]``. A config key that no dataclass has is an error
+naming the key and the closest valid one. Our own small parser rather than jsonargparse or tyro:
+it is ~150 lines over argparse, keeps HF's flag names and ``--no_x`` spelling exactly, reads the
+help from the same ``metadata["help"]`` HF scripts already use, and adds no dependency.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import difflib
+import enum
+import json
+import os
+import typing
+from typing import Any
+
+CONFIG_SUFFIXES = (".yaml", ".yml", ".json")
+
+
+def str2bool(value: str | bool) -> bool:
+    if isinstance(value, bool):
+        return value
+    lowered = value.lower()
+    if lowered in ("true", "1", "yes", "y"):
+        return True
+    if lowered in ("false", "0", "no", "n"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {value!r}")
+
+
+def _bool_or_str(value: str | bool) -> bool | str:
+    try:
+        return str2bool(value)
+    except argparse.ArgumentTypeError:
+        return value
+
+
+def _choices_of(hint: Any, metadata) -> list | None:
+    if metadata.get("choices"):
+        return list(metadata["choices"])
+    for arg in [hint, *typing.get_args(hint)]:
+        if typing.get_origin(arg) is typing.Literal:
+            return list(typing.get_args(arg))
+        if isinstance(arg, type) and issubclass(arg, enum.Enum):
+            return [member.value for member in arg]
+    return None
+
+
+def flag_options(hint: Any, metadata=None) -> dict:
+    """argparse options for a field's type hint."""
+    metadata = metadata or {}
+    if typing.get_origin(hint) in (list, typing.Literal):
+        args = [hint]
+    else:  # a union: its members without None
+        args = [a for a in typing.get_args(hint) if a is not type(None)] or [hint]
+    choices = _choices_of(hint, metadata)
+    if bool in args:
+        if str in args:  # True/False or a mode name, e.g. include_num_input_tokens_seen
+            return {"type": _bool_or_str, "nargs": "?", "const": True}
+        return {"type": str2bool, "nargs": "?", "const": True, "metavar": "BOOL"}
+    if any(typing.get_origin(a) is list for a in args):
+        inner = next(typing.get_args(a) for a in args if typing.get_origin(a) is list)
+        item = inner[0] if inner and inner[0] in (int, float, str) else str
+        return {"nargs": "+", "type": item}
+    if choices is not None:
+        kind = type(choices[0]) if choices and all(type(c) is type(choices[0]) for c in choices) else str
+        return {"type": kind, "choices": choices}
+    if int in args and float not in args:
+        return {"type": int}
+    if float in args:
+        return {"type": float}
+    return {"type": str}
+
+
+class DataclassArgumentParser(argparse.ArgumentParser):
+    """An argparse parser with one flag per field of each dataclass; ``parse`` returns the instances."""
+
+    def __init__(self, dataclass_types, **kwargs):
+        kwargs.setdefault("formatter_class", argparse.ArgumentDefaultsHelpFormatter)
+        super().__init__(**kwargs)
+        self.dataclass_types = list(dataclass_types) if isinstance(dataclass_types, (list, tuple)) else \
+            [dataclass_types]
+        self.add_argument("--config", default=argparse.SUPPRESS,
+                          help="YAML or JSON file of argument values (flags given here override it); a lone "
+                               "CONFIG.yaml/.json argument works too.")
+        self.owner: dict[str, type] = {}
+        self.enums: dict[str, type] = {}  # fields typed with an Enum: their values become members
+        for cls in self.dataclass_types:
+            self._add_dataclass(cls)
+
+    def _add_dataclass(self, cls) -> None:
+        hints = typing.get_type_hints(cls)
+        group = self.add_argument_group(cls.__name__)
+        for f in dataclasses.fields(cls):
+            if not f.init:
+                continue
+            if f.name in self.owner:
+                raise ValueError(f"{cls.__name__}.{f.name} and {self.owner[f.name].__name__}.{f.name} would both be "
+                                 f"--{f.name}: rename one of the fields")
+            self.owner[f.name] = cls
+            enum_type = next((a for a in [hints[f.name], *typing.get_args(hints[f.name])]
+                              if isinstance(a, type) and issubclass(a, enum.Enum)), None)
+            if enum_type is not None:
+                self.enums[f.name] = enum_type
+            options = flag_options(hints[f.name], f.metadata)
+            default = f.default if f.default is not dataclasses.MISSING else (
+                f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
+            help_text = f.metadata.get("help", "")
+            group.add_argument(f"--{f.name}", default=argparse.SUPPRESS,
+                               help=f"{help_text} (default: {default})".replace("%", "%%"), **options)
+            if options.get("type") is str2bool and default is True:
+                group.add_argument(f"--no_{f.name}", dest=f.name, action="store_false", default=argparse.SUPPRESS,
+                                   help=f"Set {f.name} to false.")
+
+    # -- parsing -------------------------------------------------------------------------------
+    def parse(self, argv: list[str] | None = None, defaults: dict | None = None) -> tuple:
+        """One instance per dataclass, from defaults < config file < flags."""
+        argv = list(argv) if argv is not None else None
+        if argv and argv[0].endswith(CONFIG_SUFFIXES) and not argv[0].startswith("-"):
+            argv = ["--config", argv[0], *argv[1:]]
+        given = vars(self.parse_args(argv))
+        values = dict(defaults or {})
+        config = given.pop("config", None)
+        if config:
+            values.update(self.read_config(config))
+        values.update(given)
+        self._check_keys(values, config)
+        for name, enum_type in self.enums.items():
+            if name in values and not isinstance(values[name], enum.Enum):
+                values[name] = enum_type(values[name])
+        out = []
+        for cls in self.dataclass_types:
+            names = {f.name for f in dataclasses.fields(cls) if f.init}
+            mine = {k: v for k, v in values.items() if k in names}
+            out.append(cls.from_dict(mine) if hasattr(cls, "from_dict") else cls(**mine))
+        return tuple(out)
+
+    @staticmethod
+    def read_config(path: str) -> dict:
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"--config {path!r}: no such file")
+        with open(path, encoding="utf-8") as f:
+            if path.endswith((".yaml", ".yml")):
+                import yaml
+
+                data = yaml.safe_load(f) or {}
+            else:
+                data = json.load(f)
+        if not isinstance(data, dict):
+            raise ValueError(f"--config {path!r} must hold a mapping of argument names to values, got "
+                             f"{type(data).__name__}")
+        return data
+
+    def _check_keys(self, values: dict, config: str | None) -> None:
+        unknown = [k for k in values if k not in self.owner]
+        if not unknown:
+            return
+        where = f" in {config}" if config else ""
+        parts = []
+        for key in unknown:
+            close = difflib.get_close_matches(key, list(self.owner), n=1)
+            parts.append(f"{key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+        names = ", ".join(cls.__name__ for cls in self.dataclass_types)
+        raise ValueError(f"unknown argument(s){where}: {', '.join(parts)}; valid names are the fields of {names} "
+                         "(see --help)")

@@ -73,6 +73,14 @@ def compute_metrics(pred: EvalPrediction) -> dict:
     return {"accuracy": float((pred.predictions.argmax(-1) == pred.label_ids).mean())}
 
 
+def build(seed: int = 0) -> dict:
+    """The task for ``trainforge train configs/quickstart.yaml``: model, datasets and metrics."""
+    train_set, eval_set = load_digits_splits(seed)
+    set_seed(seed)  # before the model is built, so its initial weights are reproducible
+    return {"model": DigitsCNN(), "train_dataset": train_set, "eval_dataset": eval_set,
+            "compute_metrics": compute_metrics}
+
+
 def main(argv: list[str] | None = None) -> dict:
     defaults = {
         "output_dir": "outputs/quickstart",

@@ -95,3 +95,37 @@ def test_help_lists_every_field_with_its_help():
     assert "Peak learning rate of the optimizer." in text
     help_text = parser().format_help()
     assert "--no_use_fast_tokenizer" in help_text and "Parameter name prefixes to freeze." in help_text
+
+
+def test_trainforge_train_a_config_writes_checkpoints_metrics_and_tensorboard(tmp_path):
+    import glob
+    import os
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    out = tmp_path / "run"
+    proc = subprocess.run([sys.executable, "-m", "trainer.cli", "train", "configs/quickstart.yaml", "--num_train_epochs",
+                           "1", "--output_dir", str(out), "--disable_tqdm", "true"],
+                          capture_output=True, text=True, cwd=root, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (out / "checkpoint-45" / "model.safetensors").exists()  # 1437 samples / 32 = 45 steps
+    results = json.loads((out / "all_results.json").read_text())
+    assert results["epoch"] == 1.0 and 0.0 < results["eval_accuracy"] <= 1.0 and "train_loss" in results
+    assert glob.glob(str(out / "runs" / "*" / "events.out.tfevents.*"))
+    assert "***** eval metrics *****" in proc.stdout
+
+
+def test_trainforge_train_config_errors(tmp_path):
+    from trainer.task_run import run_task_config
+
+    no_task = tmp_path / "no_task.yaml"
+    no_task.write_text("output_dir: x\n")
+    with pytest.raises(ValueError, match="no 'task: module:function' key naming the builder"):
+        run_task_config(str(no_task), [])
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("task: examples.quickstart\noutput_dir: x\n")
+    with pytest.raises(ValueError, match="task='examples.quickstart' must be 'module:function'"):
+        run_task_config(str(bad), [])
+    missing = tmp_path / "missing.yaml"
+    missing.write_text("task: examples.quickstart:nothing\noutput_dir: x\n")
+    with pytest.raises(ValueError, match="examples.quickstart has no function 'nothing'"):
+        run_task_config(str(missing), [])

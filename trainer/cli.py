@@ -5,6 +5,7 @@ Every TrainingArguments field is a ``--name value`` flag whose help is the field
 FILE`` (YAML or JSON), then the flags given.
 
     trainforge args [--config FILE] [--name value ...]   print the resolved arguments as JSON
+    trainforge train CONFIG.yaml [--name value ...]       train as the config says (task: module:function)
     trainforge train SCRIPT [script arguments ...]        run a training script (like python SCRIPT)
     trainforge env                                        versions of the packages a run uses
     trainforge checkpoints DIR                            a run's checkpoints: step, metric, completeness
@@ -54,9 +55,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("args", help="print the resolved TrainingArguments as JSON (see `trainforge args --help`)")
-    train_cmd = sub.add_parser("train", help="run a training script")
-    train_cmd.add_argument("script", help="path of a Python training script")
-    train_cmd.add_argument("script_args", nargs=argparse.REMAINDER, help="arguments passed to the script")
+    train_cmd = sub.add_parser("train", help="train from a config file (task + arguments) or run a training script")
+    train_cmd.add_argument("script", help="a config (.yaml/.json with 'task: module:function') or a Python script")
+    train_cmd.add_argument("script_args", nargs=argparse.REMAINDER,
+                           help="flags overriding the config, or the script's arguments")
     sub.add_parser("env", help="print the versions of the packages a run uses")
     checkpoints_cmd = sub.add_parser("checkpoints", help="list a run's checkpoints: step, metric, completeness")
     checkpoints_cmd.add_argument("output_dir", help="the run's output_dir")
@@ -82,6 +84,11 @@ def main(argv: list[str] | None = None) -> int:
         except (FileNotFoundError, ValueError) as err:
             print(f"trainforge {opts.command}: {err}", file=sys.stderr)
             return 2
+        return 0
+    if opts.script.endswith((".yaml", ".yml", ".json")):
+        from .task_run import run_task_config
+
+        run_task_config(opts.script, opts.script_args)
         return 0
     sys.argv = [opts.script, *opts.script_args]
     runpy.run_path(opts.script, run_name="__main__")

@@ -129,3 +129,23 @@ def test_trainforge_train_config_errors(tmp_path):
     missing.write_text("task: examples.quickstart:nothing\noutput_dir: x\n")
     with pytest.raises(ValueError, match="examples.quickstart has no function 'nothing'"):
         run_task_config(str(missing), [])
+
+
+def test_trainforge_env_reports_versions_and_what_is_usable():
+    import importlib.util
+
+    import torch
+
+    from trainer.env_report import environment_report, format_report
+
+    rows = dict(environment_report())
+    assert rows["torch"] == torch.__version__
+    assert "gloo" in rows["distributed"]
+    assert rows["cuda"].startswith("no GPU") != torch.cuda.is_available()
+    if importlib.util.find_spec("tensorboard"):
+        assert "tensorboard" in rows["report_to all"]
+    if importlib.util.find_spec("optuna"):
+        assert "optuna" in rows["search backends"]
+    proc = subprocess.run([sys.executable, "-m", "trainer.cli", "env"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip().endswith(format_report(environment_report()))  # after DeepSpeed's own notice

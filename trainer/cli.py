@@ -31,23 +31,6 @@ def parse_training_args(argv: list[str] | None = None, defaults: dict | None = N
     return parser.parse(argv, defaults)[0]
 
 
-def _env() -> None:
-    import importlib.metadata
-    import platform
-
-    print(f"python      {platform.python_version()} ({platform.platform()})")
-    for name in ("trainforge", "torch", "accelerate", "transformers", "datasets", "torchdata", "safetensors",
-                 "deepspeed", "fairscale", "tensorboard", "wandb", "optuna", "huggingface_hub"):
-        try:
-            version = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            version = "not installed"
-        print(f"{name:<12}{version}")
-    import torch
-
-    print(f"cuda        {torch.cuda.is_available()} ({torch.cuda.device_count()} devices)")
-
-
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(
@@ -59,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     train_cmd.add_argument("script", help="a config (.yaml/.json with 'task: module:function') or a Python script")
     train_cmd.add_argument("script_args", nargs=argparse.REMAINDER,
                            help="flags overriding the config, or the script's arguments")
-    sub.add_parser("env", help="print the versions of the packages a run uses")
+    sub.add_parser("env", help="versions of torch and every integration, and what is usable here (GPU, DeepSpeed ops...)")
     checkpoints_cmd = sub.add_parser("checkpoints", help="list a run's checkpoints: step, metric, completeness")
     checkpoints_cmd.add_argument("output_dir", help="the run's output_dir")
     plot_cmd = sub.add_parser("plot", help="draw a run's curves (loss, learning rate, grad norm, eval metrics) to PNG")
@@ -71,7 +54,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     opts = parser.parse_args(argv)
     if opts.command == "env":
-        _env()
+        from .env_report import environment_report, format_report
+
+        print(format_report(environment_report()))
         return 0
     if opts.command in ("checkpoints", "plot"):
         from .run_files import describe_checkpoints, format_checkpoints, plot_run

@@ -32,7 +32,7 @@ class BestRun(NamedTuple):
     run_summary: Any = None
 
 
-def _installed(module: str) -> bool:
+def is_installed(module: str) -> bool:
     try:
         return importlib.util.find_spec(module) is not None
     except ModuleNotFoundError:  # a dotted name whose parent is missing
@@ -42,7 +42,7 @@ def _installed(module: str) -> bool:
 def choose_backend(name: str | None):
     """The backend instance for ``name``; ``None``: the first installed one, in the table's order."""
     if name is None:
-        name = next((n for n, (module, _, _) in HPO_BACKENDS.items() if _installed(module)), None)
+        name = next((n for n, (module, _, _) in HPO_BACKENDS.items() if is_installed(module)), None)
         if name is None:
             raise ImportError(
                 "hyperparameter_search needs a search library and none is installed: pip install optuna "
@@ -51,7 +51,7 @@ def choose_backend(name: str | None):
     if name not in HPO_BACKENDS:
         raise ValueError(f"backend={name!r} is not a search backend; choose from {list(HPO_BACKENDS)}")
     module, package, target = HPO_BACKENDS[name]
-    if not _installed(module):
+    if not is_installed(module):
         raise ImportError(f"backend={name!r} needs the {package!r} package: pip install '{package}'")
     module_name, class_name = target.split(":")
     return getattr(importlib.import_module(module_name), class_name)()

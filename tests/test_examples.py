@@ -34,3 +34,32 @@ def test_eval_memory_benchmark_runs():
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "peak RSS 20k / 2k with argmax:" in proc.stdout and "with logits kept:" in proc.stdout
     assert "(20000, 1000)" in proc.stdout  # the logits kept, whole
+
+
+def test_custom_loss_example_weights_the_chosen_classes(tmp_path):
+    from examples.custom_loss import main
+
+    metrics = main(["--upweight", "8", "--weight", "5", "--num_train_epochs", "1", "--output_dir", str(tmp_path),
+                    "--disable_tqdm", "true"])
+    assert 0.0 < metrics["eval_accuracy"] <= 1.0 and "eval_recall_8" in metrics
+
+
+def test_custom_callback_example_stops_at_the_target(tmp_path):
+    from examples.custom_callback import main
+
+    stopper = main(["--target", "0.5", "--output_dir", str(tmp_path), "--disable_tqdm", "true"])
+    assert stopper.reached_at_step is not None and stopper.history[-1][1] >= 0.5
+    assert all(value < 0.5 for _, value in stopper.history[:-1])  # it stopped at the first evaluation to reach it
+
+
+def test_hyperparameter_search_example_runs(tmp_path):
+    import pytest
+
+    pytest.importorskip("optuna")
+    from examples.hyperparameter_search import main
+
+    best = main(["--n_trials", "2", "--num_train_epochs", "1", "--output_dir", str(tmp_path),
+                 "--storage", f"sqlite:///{tmp_path / 'search.db'}"])
+    assert 0.0 < best.objective <= 1.0 and set(best.hyperparameters) == {
+        "learning_rate", "weight_decay", "per_device_train_batch_size"}
+    assert (tmp_path / "search.db").exists()

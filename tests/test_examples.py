@@ -63,3 +63,15 @@ def test_hyperparameter_search_example_runs(tmp_path):
     assert 0.0 < best.objective <= 1.0 and set(best.hyperparameters) == {
         "learning_rate", "weight_decay", "per_device_train_batch_size"}
     assert (tmp_path / "search.db").exists()
+
+
+def test_causal_lm_example_lowers_perplexity(tmp_path):
+    import pytest
+
+    pytest.importorskip("transformers")
+    from examples.causal_lm import main
+
+    metrics = main(["--num_train_epochs", "4", "--learning_rate", "5e-3", "--output_dir", str(tmp_path),
+                    "--disable_tqdm", "true"])
+    assert metrics["eval_perplexity"] < metrics["eval_perplexity_before"] / 2
+    assert (tmp_path / "tokenizer.json").exists() and (tmp_path / "model.safetensors").exists()

@@ -75,3 +75,13 @@ def test_causal_lm_example_lowers_perplexity(tmp_path):
                     "--disable_tqdm", "true"])
     assert metrics["eval_perplexity"] < metrics["eval_perplexity_before"] / 2
     assert (tmp_path / "tokenizer.json").exists() and (tmp_path / "model.safetensors").exists()
+
+
+def test_seq2seq_example_scores_generated_text(tmp_path):
+    import pytest
+
+    pytest.importorskip("transformers")
+    from examples.seq2seq import main
+
+    metrics = main(["--num_train_epochs", "8", "--output_dir", str(tmp_path), "--disable_tqdm", "true"])
+    assert metrics["eval_word_accuracy"] > 0.4 and 0.0 <= metrics["eval_exact_match"] <= 1.0

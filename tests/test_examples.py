@@ -85,3 +85,14 @@ def test_seq2seq_example_scores_generated_text(tmp_path):
 
     metrics = main(["--num_train_epochs", "8", "--output_dir", str(tmp_path), "--disable_tqdm", "true"])
     assert metrics["eval_word_accuracy"] > 0.4 and 0.0 <= metrics["eval_exact_match"] <= 1.0
+
+
+def test_text_classification_example_learns_with_an_evaluate_metric(tmp_path):
+    import pytest
+
+    pytest.importorskip("evaluate")
+    from examples.text_classification import main
+
+    metrics = main(["--num_train_epochs", "3", "--output_dir", str(tmp_path), "--disable_tqdm", "true"])
+    assert metrics["eval_accuracy"] > 0.6 and 0.0 < metrics["eval_f1"] <= 1.0  # 3 classes: chance is 0.33
+    assert (tmp_path / "tokenizer.json").exists() and (tmp_path / "config.json").exists()

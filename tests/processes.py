@@ -8,9 +8,17 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on now, for a launcher's rendezvous."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def start(cmd: list[str], env: dict | None = None, cwd: str | None = None) -> subprocess.Popen:

@@ -10,14 +10,13 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-import socket
 import sys
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
-from tests.processes import run
+from tests.processes import free_port, run
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(ROOT, "tests", "scripts", "parallel_train.py")
@@ -27,22 +26,17 @@ needs_deepspeed = pytest.mark.skipif(importlib.util.find_spec("deepspeed") is No
 needs_fairscale = pytest.mark.skipif(importlib.util.find_spec("fairscale") is None, reason="fairscale not installed")
 
 
-def free_port() -> str:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return str(s.getsockname()[1])
-
 
 def launch(launcher: str, output_dir, *script_args) -> None:
     args = ["--output_dir", str(output_dir), *map(str, script_args)]
     if launcher == "torchrun":
         cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", SCRIPT, *args]
     elif launcher == "deepspeed":
-        cmd = [sys.executable, "-m", "deepspeed.launcher.runner", "--num_gpus", "2", "--master_port", free_port(),
+        cmd = [sys.executable, "-m", "deepspeed.launcher.runner", "--num_gpus", "2", "--master_port", str(free_port()),
                SCRIPT, *args]
     elif launcher == "accelerate":
         cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
-               os.path.join(ROOT, "configs", "accelerate_cpu_2proc.yaml"), "--main_process_port", free_port(),
+               os.path.join(ROOT, "configs", "accelerate_cpu_2proc.yaml"), "--main_process_port", str(free_port()),
                SCRIPT, *args]
     else:  # plain python: one process
         cmd = [sys.executable, SCRIPT, *args]

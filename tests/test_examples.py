@@ -128,3 +128,84 @@ def test_text_classification_fine_tunes_the_pretrained_minilm_offline(tmp_path, 
     # word embeddings start from the pretrained ones (a fresh init would be far off)
     key = next(k for k in pretrained if k.endswith("word_embeddings.weight"))
     assert (tuned["bert." + key.removeprefix("bert.")] - pretrained[key]).abs().max() < 0.01
+
+
+# -- the distributed example: the launch commands of its docstring ---------------------------------
+LAUNCHERS = {  # how each launcher named in a docstring runs from this venv
+    "python": [sys.executable],
+    "torchrun": [sys.executable, "-m", "torch.distributed.run"],
+    "accelerate launch": [sys.executable, "-m", "accelerate.commands.launch"],
+    "deepspeed": [sys.executable, "-m", "deepspeed.launcher.runner"],
+}
+
+
+def docstring_commands(example: str) -> list[tuple[str, list[str], list[str]]]:
+    """(launcher, launcher flags, script flags) of each command line in an example's docstring."""
+    import ast
+    import shlex
+
+    path = os.path.join(ROOT, "examples", example)
+    with open(path) as f:
+        doc = ast.get_docstring(ast.parse(f.read()))
+    commands = []
+    for line in doc.splitlines():
+        line = line.strip()
+        launcher = next((name for name in LAUNCHERS if line.startswith(name + " ")), None)
+        if launcher is None:
+            continue
+        words = shlex.split(line[len(launcher):])
+        at = words.index(f"examples/{example}")
+        commands.append((launcher, words[:at], words[at + 1:]))
+    return commands
+
+
+def test_distributed_example_documents_each_launcher_with_flags_that_parse():
+    from examples.distributed import parse
+
+    commands = docstring_commands("distributed.py")
+    assert {launcher for launcher, _, _ in commands} == set(LAUNCHERS)
+    strategies = set()
+    for launcher, launcher_flags, script_flags in commands:
+        for word in launcher_flags + script_flags:  # every config file a command names is in the repo
+            value = word.split("=", 1)[-1]
+            if value.startswith("configs/"):
+                assert os.path.exists(os.path.join(ROOT, value)), (launcher, value)
+        _, args = parse(script_flags)
+        strategies.add("deepspeed" if args.deepspeed else "fsdp" if args.fsdp else args.sharded_ddp or "ddp")
+    assert strategies == {"ddp", "deepspeed", "fsdp", "simple"}
+
+
+def run_documented(launcher: str, launcher_flags: list[str], script_flags: list[str], out) -> str:
+    from tests.processes import ENV, free_port, run
+
+    if launcher == "torchrun":
+        launcher_flags = ["--standalone", *launcher_flags]  # the documented single-node command, on a free port
+    elif launcher == "deepspeed":
+        launcher_flags = [*launcher_flags, "--master_port", str(free_port())]
+    cmd = [*LAUNCHERS[launcher], *launcher_flags, os.path.join(ROOT, "examples", "distributed.py"), *script_flags,
+           "--output_dir", str(out), "--max_steps", "4", "--eval_strategy", "no", "--save_strategy", "steps",
+           "--save_steps", "4", "--disable_tqdm", "true"]
+    result = run(cmd, timeout=300, env={**ENV, "PYTHONPATH": ROOT})
+    assert result.returncode == 0, result.stderr[-4000:]
+    return result.stdout
+
+
+def test_distributed_example_runs_under_torchrun_and_the_deepspeed_launcher(tmp_path):
+    import re
+
+    import pytest
+
+    pytest.importorskip("deepspeed")
+    commands = docstring_commands("distributed.py")
+    chosen = [next(c for c in commands if c[0] == "torchrun" and not c[2] and "--nnodes=2" not in c[1]),
+              next(c for c in commands if c[0] == "deepspeed")]
+    for i, (launcher, launcher_flags, script_flags) in enumerate(chosen):
+        out = tmp_path / f"run{i}"
+        stdout = run_documented(launcher, launcher_flags, script_flags, out)
+        # one line per process, each with all 360 eval rows (predict gathers them) and the same accuracy
+        ranks = re.findall(r"RANK (\d) of (\d): (\d+) batches per epoch, (\d+) rows predicted, accuracy ([\d.]+)", stdout)
+        assert sorted(r[:4] for r in ranks) == [("0", "2", "23", "360"), ("1", "2", "23", "360")], stdout[-2000:]
+        assert ranks[0][4] == ranks[1][4]
+        assert (out / "checkpoint-4" / "trainer_state.json").exists()
+        if launcher == "deepspeed":
+            assert (out / "checkpoint-4" / "global_step4").is_dir()

@@ -4,22 +4,16 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 import sys
 
 import pytest
 
-from tests.processes import ENV, finish, start
+from tests.processes import ENV, finish, free_port, start
 from trainer.checkpoint import list_checkpoints
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(ROOT, "tests", "scripts", "multinode.py")
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def run_two_nodes(tmp_path, *script_args):

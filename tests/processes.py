@@ -43,7 +43,7 @@ def finish(proc: subprocess.Popen, timeout: float) -> tuple[str, str]:
         raise AssertionError(f"{proc.args} ran past {timeout}s; stderr tail:\n{err[-3000:]}") from None
 
 
-def run(cmd: list[str], timeout: float, env: dict | None = None) -> subprocess.CompletedProcess:
-    proc = start(cmd, env)
+def run(cmd: list[str], timeout: float, env: dict | None = None, cwd: str | None = None) -> subprocess.CompletedProcess:
+    proc = start(cmd, env, cwd)
     out, err = finish(proc, timeout)
     return subprocess.CompletedProcess(cmd, proc.returncode, out, err)

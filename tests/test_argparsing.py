@@ -74,6 +74,32 @@ def test_bad_flag_values_are_refused(tmp_path, capsys):
         parser().parse(["--config", "missing.yaml"])
 
 
+def test_bad_config_values_name_the_key_and_what_it_takes(tmp_path):
+    cases = {
+        "num_train_epochs: three\n": "num_train_epochs: 'three' in .*c.yaml is not a number",
+        "max_steps: 2.5\n": "max_steps: 2.5 in .*c.yaml is not an integer",
+        "bf16: maybe\n": "bf16: 'maybe' in .*c.yaml is not true or false",
+        "head: rnn\n": r"head: 'rnn' in .*c.yaml is not one of \['linear', 'mlp'\]",
+        "eval_strategy: sometimes\n": r"eval_strategy: 'sometimes' in .*c.yaml is not one of \['no', 'steps', 'epoch'\]",
+        "{: broken\n": "--config '.*c.yaml' is not valid YAML: while parsing a flow node .* line 1, column 2",
+    }
+    for text, message in cases.items():
+        config = tmp_path / "c.yaml"
+        config.write_text(text)
+        with pytest.raises(ValueError, match=message):
+            parser().parse([str(config)])
+    broken = tmp_path / "c.json"
+    broken.write_text('{"learning_rate": 0.1,}')
+    with pytest.raises(ValueError, match="--config '.*c.json' is not valid JSON: Expecting property name"):
+        parser().parse([str(broken)])
+    # YAML reads 1e-4 as a string and "false" quoted stays one: both are converted as flags would be
+    config = tmp_path / "ok.yaml"
+    config.write_text(f"output_dir: {tmp_path}\nlearning_rate: 1e-4\nmax_steps: 2.0\nbf16: 'false'\npooling: cls\n")
+    model, args = parser().parse([str(config)])
+    assert (args.learning_rate, args.max_steps, args.bf16, model.pooling) == (1e-4, 2, False, Pooling.CLS)
+    assert isinstance(args.max_steps, int)
+
+
 def test_duplicate_field_names_are_refused():
     @dataclass
     class Clash:

@@ -406,3 +406,26 @@ def test_total_flos_from_floating_point_ops_override(tmp_path):
     metrics = trainer.train().metrics
     assert metrics["total_flos"] == 3 * 8 * 10.0 and trainer.state.total_flos == 240.0
     assert train_regression(tmp_path / "plain", max_steps=3).state.total_flos == 0
+
+
+def test_model_init_gets_the_trial_only_when_it_asks_for_it(tmp_path):
+    seen = []
+
+    class Sized(RegressionModel):  # a model class whose one argument has a default
+        def __init__(self, a: float = 0.5):
+            super().__init__(a=a)
+            seen.append(("class", a))
+
+    def with_trial(trial=None):
+        seen.append(("function", trial))
+        return RegressionModel()
+
+    def required(anything):
+        seen.append(("required", anything))
+        return RegressionModel()
+
+    for init in (Sized, with_trial, required):
+        trainer = Trainer(model_init=init, args=regression_args(tmp_path, max_steps=1))
+        trainer.call_model_init("the-trial")
+    assert seen[-6:] == [("class", 0.5), ("class", 0.5), ("function", None), ("function", "the-trial"),
+                         ("required", None), ("required", "the-trial")]

@@ -99,6 +99,7 @@ class DataclassArgumentParser(argparse.ArgumentParser):
                           help="YAML or JSON file of argument values (flags given here override it); a lone "
                                "CONFIG.yaml/.json argument works too.")
         self.owner: dict[str, type] = {}
+        self.options: dict[str, dict] = {}  # each field's argparse options: how a config value is checked
         self.enums: dict[str, type] = {}  # fields typed with an Enum: their values become members
         for cls in self.dataclass_types:
             self._add_dataclass(cls)
@@ -118,6 +119,7 @@ class DataclassArgumentParser(argparse.ArgumentParser):
             if enum_type is not None:
                 self.enums[f.name] = enum_type
             options = flag_options(hints[f.name], f.metadata)
+            self.options[f.name] = options
             default = f.default if f.default is not dataclasses.MISSING else (
                 f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
             help_text = f.metadata.get("help", "")
@@ -137,7 +139,7 @@ class DataclassArgumentParser(argparse.ArgumentParser):
         values = dict(defaults or {})
         config = given.pop("config", None)
         if config:
-            values.update(self.read_config(config))
+            values.update(self.typed_config(self.read_config(config), config))
         values.update(given)
         self._check_keys(values, config)
         for name, enum_type in self.enums.items():
@@ -158,13 +160,49 @@ class DataclassArgumentParser(argparse.ArgumentParser):
             if path.endswith((".yaml", ".yml")):
                 import yaml
 
-                data = yaml.safe_load(f) or {}
+                try:
+                    data = yaml.safe_load(f) or {}
+                except yaml.YAMLError as e:
+                    raise ValueError(f"--config {path!r} is not valid YAML: {' '.join(str(e).split())}") from None
             else:
-                data = json.load(f)
+                try:
+                    data = json.load(f)
+                except json.JSONDecodeError as e:
+                    raise ValueError(f"--config {path!r} is not valid JSON: {e}") from None
         if not isinstance(data, dict):
             raise ValueError(f"--config {path!r} must hold a mapping of argument names to values, got "
                              f"{type(data).__name__}")
         return data
+
+    def typed_config(self, data: dict, path: str) -> dict:
+        """Config values checked against their fields as flags are: numbers and booleans written as strings
+        are converted (YAML reads ``1e-4`` as a string), a value of the wrong type or outside the choices is an
+        error naming the key."""
+        out = {}
+        for key, value in data.items():
+            options = self.options.get(key)
+            if options is None or value is None:  # unknown keys are reported by _check_keys
+                out[key] = value
+                continue
+            kind, choices = options.get("type"), options.get("choices")
+            expected = {int: "an integer", float: "a number", str2bool: "true or false"}.get(kind)
+            if expected and options.get("nargs") != "+":
+                ok = isinstance(value, bool) if kind is str2bool else (
+                    isinstance(value, (int, float)) and not isinstance(value, bool) and
+                    (kind is float or float(value).is_integer()))
+                if not ok:
+                    try:
+                        value = kind(value) if isinstance(value, str) else None
+                    except (ValueError, argparse.ArgumentTypeError):
+                        value = None
+                    if value is None:
+                        raise ValueError(f"{key}: {data[key]!r} in {path} is not {expected}")
+                elif kind is int:
+                    value = int(value)
+            if choices is not None and not isinstance(value, list) and value not in choices:
+                raise ValueError(f"{key}: {value!r} in {path} is not one of {choices}")
+            out[key] = value
+        return out
 
     def _check_keys(self, values: dict, config: str | None) -> None:
         unknown = [k for k in values if k not in self.owner]
@@ -178,3 +216,28 @@ class DataclassArgumentParser(argparse.ArgumentParser):
         names = ", ".join(cls.__name__ for cls in self.dataclass_types)
         raise ValueError(f"unknown argument(s){where}: {', '.join(parts)}; valid names are the fields of {names} "
                          "(see --help)")
+
+
+def _type_name(hint: Any) -> str:
+    if isinstance(hint, type) and not typing.get_args(hint):
+        return hint.__name__
+    return str(hint).replace("typing.", "").replace("NoneType", "None")
+
+
+def arguments_markdown(cls, skip: type | None = None) -> str:
+    """A Markdown table of a dataclass's fields (flag, type, default, help); fields that ``skip`` (a base
+    class) has are left out. ``docs/arguments.md`` is made of these, so it follows the code."""
+    hints = typing.get_type_hints(cls)
+    inherited = {f.name for f in dataclasses.fields(skip)} if skip else set()
+    rows = ["| argument | type | default | what it does |", "|---|---|---|---|"]
+    for f in dataclasses.fields(cls):
+        if not f.init or f.name in inherited:
+            continue
+        default = f.default if f.default is not dataclasses.MISSING else (
+            f.default_factory() if f.default_factory is not dataclasses.MISSING else "required")
+        choices = _choices_of(hints[f.name], f.metadata)
+        kind = "one of " + ", ".join(f"`{c}`" for c in choices) if choices else f"`{_type_name(hints[f.name])}`"
+        cells = [f"`--{f.name}`", kind, f"`{default!r}`",
+                 " ".join(f.metadata.get("help", "").split())]
+        rows.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    return "\n".join(rows) + "\n"

@@ -225,8 +225,12 @@ class Trainer(SearchMixin, HubMixin):
 
     # -- model ----------------------------------------------------------------------------
     def call_model_init(self, trial=None) -> nn.Module:
-        n_params = len(inspect.signature(self.model_init).parameters)
-        model = self.model_init(trial) if n_params == 1 else self.model_init()
+        """``model_init(trial)`` when its one parameter is ``trial`` or required, else ``model_init()``: a
+        model class whose arguments all have defaults (``model_init=MyModel``) is built with its defaults,
+        not given the trial as its first argument."""
+        params = list(inspect.signature(self.model_init).parameters.values())
+        takes_trial = len(params) == 1 and (params[0].name == "trial" or params[0].default is inspect.Parameter.empty)
+        model = self.model_init(trial) if takes_trial else self.model_init()
         if model is None:
             raise RuntimeError("model_init returned None: it must return a torch.nn.Module")
         return model

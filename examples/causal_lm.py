@@ -1,10 +1,11 @@
 """Causal language modeling on a local text file, with perplexity (exp of the eval loss).
 
-Offline default: this repository's README.md as the corpus, a word-level tokenizer trained on it
-and a tiny GPT-2 built from a config. Online: ``--model_name_or_path gpt2`` loads a real
-tokenizer and model from the Hub, and ``--text_file`` points to your corpus.
+Offline default: this repository's documentation (README.md and docs/*.md, about 1,000 lines) as
+the corpus, a word-level tokenizer trained on it and a tiny GPT-2 built from a config. Online:
+``--model_name_or_path gpt2`` loads a real tokenizer and model from the Hub, and ``--text_file``
+points to your corpus (one or more files).
 
-    python examples/causal_lm.py [--text_file README.md] [--block_size 64] [--model_name_or_path gpt2]
+    python examples/causal_lm.py [--text_file corpus.txt ...] [--block_size 64] [--model_name_or_path gpt2]
                                  [any TrainingArguments flag]
 """
 
@@ -38,11 +39,19 @@ class Blocks(torch.utils.data.Dataset):
         return {"input_ids": self.blocks[i], "labels": self.blocks[i]}
 
 
-def build(text_file: str, block_size: int, model_name_or_path: str | None, seed: int):
+def default_corpus() -> list[str]:
+    docs = os.path.join(ROOT, "docs")
+    return [os.path.join(ROOT, "README.md")] + sorted(
+        os.path.join(docs, name) for name in os.listdir(docs) if name.endswith(".md"))
+
+
+def build(text_files: list[str], block_size: int, model_name_or_path: str | None, seed: int):
     import transformers
 
-    with open(text_file, encoding="utf-8") as f:
-        lines = [line for line in f.read().splitlines() if line.strip()]
+    lines = []
+    for path in text_files:
+        with open(path, encoding="utf-8") as f:
+            lines += [line for line in f.read().splitlines() if line.strip()]
     if model_name_or_path:  # online: a real tokenizer and model from the Hub
         tokenizer = transformers.AutoTokenizer.from_pretrained(model_name_or_path)
         model = transformers.AutoModelForCausalLM.from_pretrained(model_name_or_path)
@@ -65,7 +74,7 @@ def build(text_file: str, block_size: int, model_name_or_path: str | None, seed:
 
 def main(argv: list[str] | None = None) -> dict:
     own = argparse.ArgumentParser(add_help=False)
-    own.add_argument("--text_file", default=os.path.join(ROOT, "README.md"))
+    own.add_argument("--text_file", nargs="+", default=None, help="default: README.md and docs/*.md")
     own.add_argument("--block_size", type=int, default=64)
     own.add_argument("--model_name_or_path", default=None, help="a Hub model (online); default: a tiny GPT-2")
     opts, rest = own.parse_known_args(argv)
@@ -74,7 +83,7 @@ def main(argv: list[str] | None = None) -> dict:
         "per_device_train_batch_size": 16, "learning_rate": 3e-3, "warmup_ratio": 0.1, "eval_strategy": "epoch",
         "save_strategy": "epoch", "save_total_limit": 1, "logging_strategy": "epoch", "seed": 0,
     })
-    model, tokenizer, train_set, eval_set = build(opts.text_file, opts.block_size, opts.model_name_or_path, args.seed)
+    model, tokenizer, train_set, eval_set = build(opts.text_file or default_corpus(), opts.block_size, opts.model_name_or_path, args.seed)
     trainer = Trainer(model, args, train_dataset=train_set, eval_dataset=eval_set, processing_class=tokenizer)
     before = trainer.evaluate()["eval_loss"]
     trainer.train()

@@ -185,6 +185,13 @@ class TrainingArguments:
         metadata=_help("In multi-node runs, write checkpoints on every node (for node-local disks), not only on "
                        "the main one."),
     )
+    save_async: bool = field(
+        default=False,
+        metadata=_help("Write checkpoints in a background thread: the state is copied to host memory at the save "
+                       "step and training goes on while the files are written (still atomically: the folder is "
+                       "renamed into place only when complete). One save in flight at a time. Single-process and "
+                       "DDP runs; not with deepspeed, fsdp or sharded_ddp, whose engines write their own files."),
+    )
     save_on_interrupt: bool = field(
         default=False,
         metadata=_help("Treat Ctrl-C (SIGINT) like SIGTERM: finish the step, save a checkpoint and exit cleanly."),
@@ -551,6 +558,9 @@ class TrainingArguments:
         if (self.sharded_ddp or self.fsdp) and self.fp16:
             raise ValueError(f"fp16=True with {chosen[0]}: the gradient scaler does not support sharded gradients "
                              "here; use bf16=True")
+        if chosen and self.save_async:
+            raise ValueError(f"save_async=True with {chosen[0]}: the engine writes its sharded checkpoint files itself, "
+                             "from every process, during the save; unset save_async")
         if chosen and self.save_on_each_node:
             raise ValueError(f"save_on_each_node=True with {chosen[0]}: sharded checkpoints are written by every "
                              "process into one directory, which needs a filesystem shared by the nodes; unset it")

@@ -135,7 +135,7 @@ def save_model_files(model: torch.nn.Module, directory: str, processing_class=No
     else:
         from safetensors.torch import save_model
 
-        save_model(model, os.path.join(directory, WEIGHTS_NAME))  # handles tied/shared weights
+        save_model(model, os.path.join(directory, WEIGHTS_NAME), metadata={"format": "pt"})  # handles tied weights
     if processing_class is not None and hasattr(processing_class, "save_pretrained"):
         processing_class.save_pretrained(directory)
     if args is not None:
@@ -224,18 +224,19 @@ def begin_checkpoint(directory: str) -> str:
     return tmp
 
 
-def write_main_files(tmp: str, *, model, model_state, optimizer_state, scheduler, scaler, state, args,
+def write_main_files(tmp: str, *, model, model_state, optimizer_state, scheduler_state, scaler_state, state, args,
                      processing_class=None, loss_window: dict | None = None, save_only_model: bool = False,
                      weights: bool = True) -> None:
-    """Files written once per checkpoint: weights, args, state, optimizer/scheduler/scaler."""
+    """Files written once per checkpoint: weights, args, state, optimizer/scheduler/scaler.
+    ``trainer_state.json`` comes last: a folder that has it is complete."""
     save_model_files(model, tmp, processing_class, args, state_dict=model_state, weights=weights)
     if not save_only_model:
         if optimizer_state is not None:
             torch.save(optimizer_state, os.path.join(tmp, OPTIMIZER_NAME))
-        if scheduler is not None:
-            torch.save(scheduler.state_dict(), os.path.join(tmp, SCHEDULER_NAME))
-        if scaler is not None:
-            torch.save(scaler.state_dict(), os.path.join(tmp, SCALER_NAME))
+        if scheduler_state is not None:
+            torch.save(scheduler_state, os.path.join(tmp, SCHEDULER_NAME))
+        if scaler_state is not None:
+            torch.save(scaler_state, os.path.join(tmp, SCALER_NAME))
         if loss_window is not None:
             write_json(os.path.join(tmp, LOSS_WINDOW_NAME), loss_window)
     state.save_to_json(os.path.join(tmp, TRAINER_STATE_NAME))
@@ -243,7 +244,7 @@ def write_main_files(tmp: str, *, model, model_state, optimizer_state, scheduler
 
 def write_rank_files(tmp: str, rank: int, world_size: int, dataloader_state: dict | None) -> None:
     """Files every process writes: its RNG state and its dataloader position."""
-    torch.save(rng_state(), os.path.join(tmp, rank_file(RNG_NAME, rank, world_size)))
+    torch.save(rng_state(), os.path.join(tmp, rank_file(RNG_NAME, rank, world_size)))  # now, on this thread
     if dataloader_state is not None:
         torch.save(dataloader_state, os.path.join(tmp, rank_file(DATALOADER_NAME, rank, world_size)))
 
@@ -269,8 +270,14 @@ def write_training_checkpoint(trainer) -> str:
     The writer (main process, or each node's main with ``save_on_each_node``) writes the shared
     files into a temporary directory; every process adds its RNG state and data position; the
     writer fsyncs and renames the directory into place. Barriers separate the three phases.
+    With ``save_async`` the writer's files are written and renamed by a background thread from
+    host copies of the state (``trainer/async_save.py``); the small per-process files are written
+    before the training thread goes on.
     """
     args, rt, state = trainer.args, trainer.runtime, trainer.state
+    writer_thread = getattr(trainer, "checkpoint_writer", None)
+    if writer_thread is not None:
+        writer_thread.wait()  # one save in flight at most
     path = checkpoint_dir(args.output_dir, state.global_step)
     if state.best_global_step == state.global_step:
         state.best_model_checkpoint = path
@@ -283,25 +290,49 @@ def write_training_checkpoint(trainer) -> str:
     model_state = strategy.model_state_dict(trainer.model_wrapped)  # collectives first, on every process
     optimizer_state = None if args.save_only_model else strategy.optimizer_state_dict(trainer.optimizer)
     tmp = temporary_dir(path)
+    main_files = None
     if writer:
         os.makedirs(args.output_dir, exist_ok=True)
         remove_stale_temporaries(args.output_dir)
         begin_checkpoint(path)
-        write_main_files(
-            tmp, model=rt.unwrap(trainer.model_wrapped), model_state=model_state, optimizer_state=optimizer_state,
-            scheduler=trainer.lr_scheduler, scaler=rt.scaler, state=state, args=args,
+        scheduler, scaler = trainer.lr_scheduler, rt.scaler
+        files = dict(
+            model=rt.unwrap(trainer.model_wrapped), model_state=model_state, optimizer_state=optimizer_state,
+            scheduler_state=scheduler.state_dict() if scheduler is not None else None,
+            scaler_state=scaler.state_dict() if scaler is not None else None, state=state, args=args,
             processing_class=trainer.processing_class, loss_window=loss_window, save_only_model=args.save_only_model,
             weights=strategy.writes_weights_file(),
         )
+        if args.save_async:
+            from .async_save import host_copy
+
+            if files["model_state"] is None:  # the model's own weights, copied as they are at this step
+                files["model_state"] = rt.unwrap(trainer.model_wrapped).state_dict()
+            files.update({key: host_copy(files[key]) for key in (
+                "model_state", "optimizer_state", "scheduler_state", "scaler_state", "state", "loss_window")})
+        main_files = files
+        if not args.save_async:
+            write_main_files(tmp, **files)
     rt.wait_for_everyone()
     if not args.save_only_model:
         strategy.save_engine_state(tmp, state.global_step)  # DeepSpeed / sharded FSDP: every process writes
         write_rank_files(tmp, rt.process_index, rt.num_processes, dataloader_state)
     rt.wait_for_everyone()
     if writer:
-        finish_checkpoint(tmp, path)
-        rotate_checkpoints(args.output_dir, args.save_total_limit, state.best_model_checkpoint)
-    rt.wait_for_everyone()
+        best = state.best_model_checkpoint  # as of this step: the background rotation must not see a later one
+
+        def finish() -> None:
+            if args.save_async:
+                write_main_files(tmp, **main_files)
+            finish_checkpoint(tmp, path)
+            rotate_checkpoints(args.output_dir, args.save_total_limit, best)
+
+        if args.save_async:
+            trainer.checkpoint_writer.submit(path, finish)
+        else:
+            finish()
+    if not args.save_async:
+        rt.wait_for_everyone()
     return path
 
 

@@ -34,6 +34,7 @@ from integrations.reporting import reporting_callbacks
 
 from . import checkpoint as ckpt
 from .arguments import TrainingArguments
+from .async_save import CheckpointWriter
 from .data import (
     DataCollatorWithPadding,
     build_dataloader,
@@ -180,6 +181,7 @@ class Trainer(SearchMixin, HubMixin):
             self.optimizer,
             self.lr_scheduler,
         )
+        self.checkpoint_writer = CheckpointWriter()  # save_async: the background thread writing checkpoints
         self.hub = None  # integrations.hub.HubPusher: the repo and its background pushes (main process)
         self.hub_push_failures: list[str] = []
         self._card_kwargs: dict = {}
@@ -199,12 +201,14 @@ class Trainer(SearchMixin, HubMixin):
         state = self.__dict__.copy()
         state.pop("runtime", None)
         state["_memory_tracker"] = None
+        state["checkpoint_writer"] = None  # a thread does not travel
         return state
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
         self.runtime = Runtime(self.args)
         self._memory_tracker = MemoryTracker(self.args.skip_memory_metrics)
+        self.checkpoint_writer = CheckpointWriter()
 
     # -- callbacks ------------------------------------------------------------------------
     def add_callback(self, callback: type[TrainerCallback] | TrainerCallback) -> None:
@@ -331,6 +335,7 @@ class Trainer(SearchMixin, HubMixin):
         """
         if kwargs:
             raise TypeError(f"train() got unexpected keyword arguments: {sorted(kwargs)}")
+        self.checkpoint_writer.wait()  # a save_async checkpoint of an earlier train() may still be writing
         self._begin_trial(trial)
         args = self.args
         args.validate()
@@ -452,6 +457,7 @@ class Trainer(SearchMixin, HubMixin):
         )
         self._loop = loop
         metrics = loop.run(train_dataloader, resume)
+        self.checkpoint_writer.wait()  # save_async: the last checkpoint is on disk before train() goes on
         if args.load_best_model_at_end and not loop.preempted and self.state.best_model_checkpoint is not None:
             self.runtime.wait_for_everyone()
             logger.info("Loading the best model from %s (%s=%s)", self.state.best_model_checkpoint,
@@ -576,6 +582,7 @@ class Trainer(SearchMixin, HubMixin):
         path = ckpt.write_training_checkpoint(self)
         self.last_saved_step = self.state.global_step
         if self.hub is not None:
+            self.checkpoint_writer.wait()  # the push uploads the finished folder
             self.hub.on_checkpoint(path, self.state.global_step, self.model_card_text())
         self.control = self.callback_handler.on_save(self.args, self.state, self.control)
         return path

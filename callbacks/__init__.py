@@ -11,6 +11,7 @@ from .base import (
 from .early_stopping import EarlyStoppingCallback
 from .flow import DefaultFlowCallback
 from .notebook import NotebookProgressCallback, in_notebook
+from .profiler import ProfilerCallback
 from .progress import PrinterCallback, ProgressCallback
 from .strategies import IntervalStrategy, SaveStrategy
 
@@ -23,6 +24,7 @@ __all__ = [
     "IntervalStrategy",
     "NotebookProgressCallback",
     "PrinterCallback",
+    "ProfilerCallback",
     "ProgressCallback",
     "SaveStrategy",
     "TrainerCallback",

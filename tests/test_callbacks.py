@@ -239,3 +239,24 @@ def test_callback_returning_a_new_control_object_is_followed(tmp_path):
     trainer.train()
     assert trainer.state.global_step == 3
     assert os.path.isdir(tmp_path / "out" / "checkpoint-2")
+
+
+def test_profiler_callback_writes_a_trace_of_the_scheduled_steps(tmp_path):
+    import glob
+    import json
+
+    from tests.fixtures import RegressionDataset, RegressionModel, regression_args
+    from trainer import ProfilerCallback, Trainer
+
+    trainer = Trainer(RegressionModel(), regression_args(tmp_path, max_steps=8, profile=True),
+                      train_dataset=RegressionDataset())
+    assert any(isinstance(cb, ProfilerCallback) for cb in trainer.callback_handler.callbacks)
+    trainer.train()
+    (trace,) = glob.glob(os.path.join(trainer.args.logging_dir, "profile", "*.pt.trace.json"))
+    with open(trace) as f:
+        events = json.load(f)["traceEvents"]
+    steps = sorted({e["name"] for e in events if e.get("name", "").startswith("ProfilerStep#")})
+    assert steps == ["ProfilerStep#2", "ProfilerStep#3", "ProfilerStep#4"]  # wait 1, warmup 1, active 3
+    assert any("aten::" in e.get("name", "") for e in events)  # the model's ops are in it
+    with pytest.raises(ValueError, match="ProfilerCallback active=0 must be an integer >= 1"):
+        ProfilerCallback(active=0)

@@ -185,6 +185,11 @@ class TrainingArguments:
         metadata=_help("In multi-node runs, write checkpoints on every node (for node-local disks), not only on "
                        "the main one."),
     )
+    profile: bool = field(
+        default=False,
+        metadata=_help("Profile training steps 3-5 with torch.profiler (ProfilerCallback with its defaults) and write "
+                       "the trace under logging_dir/profile, viewable in TensorBoard or Perfetto."),
+    )
     save_async: bool = field(
         default=False,
         metadata=_help("Write checkpoints in a background thread: the state is copied to host memory at the save "

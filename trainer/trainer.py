@@ -24,6 +24,7 @@ from callbacks import (
     DefaultFlowCallback,
     NotebookProgressCallback,
     PrinterCallback,
+    ProfilerCallback,
     ProgressCallback,
     TrainerCallback,
     TrainerControl,
@@ -173,7 +174,7 @@ class Trainer(SearchMixin, HubMixin):
             progress = PrinterCallback
         else:
             progress = NotebookProgressCallback if in_notebook() else ProgressCallback
-        default = [DefaultFlowCallback, progress]
+        default = [DefaultFlowCallback, progress] + ([ProfilerCallback] if args.profile else [])
         self.callback_handler = CallbackHandler(
             default + reporting_callbacks(args.report_to) + list(callbacks or []),
             self.model,

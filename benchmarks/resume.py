@@ -51,8 +51,11 @@ class MLP(nn.Module):
 
 
 class SaveAt(TrainerCallback):
+    def __init__(self, points=POINTS):
+        self.points = points
+
     def on_step_end(self, args, state, control, **kwargs):
-        if state.global_step in POINTS:
+        if state.global_step in self.points:
             control.should_save = True
 
 
@@ -83,9 +86,9 @@ def quiet(trainer: Trainer) -> Trainer:
     return trainer
 
 
-def resume_seconds(out: str, k: int, dataset) -> float:
+def resume_seconds(out: str, k: int, dataset, max_steps: int = max(POINTS)) -> float:
     first = FirstStep()
-    trainer = quiet(Trainer(MLP(), arguments(out, max(POINTS)), train_dataset=dataset, callbacks=[first, Stop()]))
+    trainer = quiet(Trainer(MLP(), arguments(out, max_steps), train_dataset=dataset, callbacks=[first, Stop()]))
     start = time.perf_counter()
     trainer.train(resume_from_checkpoint=os.path.join(out, f"checkpoint-{k}"))
     return first.at - start
@@ -100,17 +103,25 @@ def replay_seconds(k: int, dataset) -> float:
     return time.perf_counter() - start
 
 
+def measure(repeats: int, points: tuple[int, int] = POINTS) -> tuple[dict, dict]:
+    """Median seconds to the first resumed step at each k, ours and replaying k batches."""
+    dataset = Dataset()
+    with tempfile.TemporaryDirectory() as out:
+        saver = SaveAt(points)
+        quiet(Trainer(MLP(), arguments(out, max(points)), train_dataset=dataset, callbacks=[saver])).train()
+        ours = {k: statistics.median(resume_seconds(out, k, dataset, max(points)) for _ in range(repeats))
+                for k in points}
+    replay = {k: statistics.median(replay_seconds(k, dataset) for _ in range(repeats)) for k in points}
+    return ours, replay
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=7)
     opts = parser.parse_args()
     torch.set_num_threads(1)
-    dataset = Dataset()
-    with tempfile.TemporaryDirectory() as out:
-        print(f"training {max(POINTS)} steps to write checkpoints at k = {POINTS} ...", flush=True)
-        quiet(Trainer(MLP(), arguments(out, max(POINTS)), train_dataset=dataset, callbacks=[SaveAt()])).train()
-        ours = {k: statistics.median(resume_seconds(out, k, dataset) for _ in range(opts.repeats)) for k in POINTS}
-    replay = {k: statistics.median(replay_seconds(k, dataset) for _ in range(opts.repeats)) for k in POINTS}
+    print(f"training {max(POINTS)} steps to write checkpoints at k = {POINTS} ...", flush=True)
+    ours, replay = measure(opts.repeats)
     small, large = POINTS
     for k in POINTS:
         print(f"k = {k:>6}: resume to first step {ours[k] * 1000:8.1f} ms   |   replaying k batches "

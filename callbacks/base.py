@@ -225,6 +225,14 @@ def _overrides(callback: TrainerCallback, event: str) -> bool:
     return getattr(type(callback), event, base) is not base or event in vars(callback)
 
 
+def _note_callback_error(error: Exception, method, event: str, state) -> None:
+    owner = type(getattr(method, "__self__", method)).__name__
+    step = getattr(state, "global_step", None)
+    note = f"raised by callback {owner}.{event}" + (f" at global step {step}" if step is not None else "")
+    if note not in getattr(error, "__notes__", ()):  # an event re-dispatched by another callback notes once
+        error.add_note(note + "; the checkpoints already written are complete and the run can resume from the last")
+
+
 class CallbackHandler(TrainerCallback):
     """Holds the callbacks and calls them in order for each event.
 
@@ -290,21 +298,25 @@ class CallbackHandler(TrainerCallback):
             methods = self.listeners(event)
         if not methods:
             return control
-        for method in methods:
-            result = method(
-                args,
-                state,
-                control,
-                model=self.model,
-                processing_class=self.processing_class,
-                optimizer=self.optimizer,
-                lr_scheduler=self.lr_scheduler,
-                train_dataloader=self.train_dataloader,
-                eval_dataloader=self.eval_dataloader,
-                **kwargs,
-            )
-            if result is not None:
-                control = result
+        try:
+            for method in methods:
+                result = method(
+                    args,
+                    state,
+                    control,
+                    model=self.model,
+                    processing_class=self.processing_class,
+                    optimizer=self.optimizer,
+                    lr_scheduler=self.lr_scheduler,
+                    train_dataloader=self.train_dataloader,
+                    eval_dataloader=self.eval_dataloader,
+                    **kwargs,
+                )
+                if result is not None:
+                    control = result
+        except Exception as error:  # the type is kept (callers may catch it); the note says where it came from
+            _note_callback_error(error, method, event, state)
+            raise
         return control
 
     def on_init_end(self, args, state, control, **kwargs):

@@ -41,7 +41,7 @@ BAD = [
     ({"evaluation_strategy": "epoch", "eval_strategy": "steps"},
      "evaluation_strategy='epoch' and eval_strategy='steps' disagree"),
     ({"per_device_train_batch_size": 0}, "per_device_train_batch_size=0 must be a whole number >= 1"),
-    ({"per_device_eval_batch_size": 2.5}, "per_device_eval_batch_size=2.5 must be a whole number >= 1"),
+    ({"per_device_eval_batch_size": 2.5}, "per_device_eval_batch_size=2.5 must be an integer, not float"),
     ({"gradient_accumulation_steps": 0}, "gradient_accumulation_steps=0 must be a whole number >= 1"),
     ({"eval_accumulation_steps": 0}, "eval_accumulation_steps=0 must be a whole number >= 1"),
     ({"learning_rate": -1e-3}, "learning_rate=-0.001 must be >= 0"),

@@ -22,11 +22,17 @@ def test_quickstart_reaches_95_percent(tmp_path):
     assert any(name.startswith("checkpoint-") for name in os.listdir(out))
 
 
-def test_overhead_benchmark_runs():
-    proc = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "overhead.py"), "--steps", "50",
-                           "--repeats", "1", "--warmup", "10"], capture_output=True, text=True, timeout=300)
+def test_benchmark_entry_point_runs_every_section_in_quick_mode():
+    proc = subprocess.run([sys.executable, "-m", "benchmarks", "--quick"], capture_output=True, text=True,
+                          timeout=600, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "[wall] ratio trainer/raw = " in proc.stdout and "[cpu] ratio trainer/raw = " in proc.stdout
+    rows = [line for line in proc.stdout.splitlines() if line.startswith("| ") and "---" not in line][1:]
+    names = [row.split(" | ")[0] for row in rows]
+    assert len(rows) == 11, proc.stdout  # 6 throughput cases, import, save, load, async stall, resume
+    assert names[0].startswith("| steps/s, mlp, batch 32") and names[6].startswith("| import time")
+    assert any(n.startswith("| save_async stall") for n in names) and names[-1].startswith("| resume to first step")
+    hf_installed = importlib.util.find_spec("transformers") is not None
+    assert all(("x raw" in row.split(" | ")[2]) == hf_installed for row in rows[:6])  # the HF Trainer column
 
 
 def test_eval_memory_benchmark_runs():
@@ -35,6 +41,14 @@ def test_eval_memory_benchmark_runs():
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "peak RSS 20k / 2k with argmax:" in proc.stdout and "with logits kept:" in proc.stdout
     assert "(20000, 1000)" in proc.stdout  # the logits kept, whole
+
+
+def test_long_run_benchmark_runs():
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "long_run.py"), "--quick"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "trainforge: RSS growth from step 200" in proc.stdout and "raw loop: RSS growth" in proc.stdout
+    assert proc.stdout.count("\n| ") == 1 + 6  # header and a reading every 100 of 600 steps
 
 
 def test_custom_loss_example_weights_the_chosen_classes(tmp_path):

@@ -172,3 +172,34 @@ def test_private_repo_on_a_branch_with_all_checkpoints(tmp_path, hub):
     files = hub.files("alice/tiny-run", branch="dev")
     assert {"checkpoint-2/optimizer.pt", "checkpoint-4/optimizer.pt", "model.safetensors", "README.md"} <= set(files)
     assert files["checkpoint-4/model.safetensors"] == files["model.safetensors"]
+
+
+def test_no_secret_reaches_any_file_log_card_or_repr(tmp_path, hub, caplog, capsys, monkeypatch):
+    """The hub token and a W&B API key, through a run that pushes, reports to W&B (offline) and TensorBoard,
+    writes a model card and saves its state: every file under tmp_path is read back."""
+    wandb = pytest.importorskip("wandb")
+    wandb_key = "wandb_secret_" + "0" * 28  # the 40-character shape of a real key
+    monkeypatch.setenv("WANDB_API_KEY", wandb_key)
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    caplog.set_level(logging.DEBUG)
+    args = hub_args(tmp_path, report_to=["wandb", "tensorboard"], hub_strategy="every_save")
+    assert TOKEN not in repr(args) and wandb_key not in repr(args) and TOKEN not in args.to_json_string()
+    trainer = Trainer(RegressionModel(), args, train_dataset=RegressionDataset(64))
+    try:
+        trainer.train()
+        trainer.save_state()
+        trainer.push_to_hub()
+    finally:
+        wandb.finish()
+    secrets = (TOKEN.encode(), wandb_key.encode())
+    written = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert any(p.name == "README.md" for p in written) and any("tfevents" in p.name for p in written)
+    assert any(p.suffix == ".wandb" for p in written)
+    leaks = [str(p) for p in written if any(s in p.read_bytes() for s in secrets)]
+    assert not leaks
+    assert all(s not in data for data in hub.files("alice/tiny-run").values() for s in secrets)
+    out = capsys.readouterr()
+    for secret in (TOKEN, wandb_key):
+        assert secret not in out.out + out.err and secret not in caplog.text

@@ -13,6 +13,7 @@ import contextlib
 import dataclasses
 import json
 import math
+import numbers
 import os
 import socket
 from dataclasses import dataclass, field
@@ -33,6 +34,8 @@ INCLUDE_FOR_METRICS = ("inputs", "loss")
 def _help(text: str, **extra) -> dict:
     return {"help": text, **extra}
 
+
+NONFINITE_LOSS = ("ignore", "skip", "stop")
 
 @dataclass
 class TrainingArguments:
@@ -165,6 +168,16 @@ class TrainingArguments:
             "Only the logged number changes, never the gradients."
         ),
     )
+    nonfinite_loss: str = field(
+        default="ignore",
+        metadata=_help(
+            "What a nan/inf training loss does: 'ignore' trains on (the HF Trainer's behaviour), 'skip' drops that "
+            "update (no optimizer or schedule step, gradients cleared) with a warning naming the step, 'stop' raises "
+            "FloatingPointError naming the step, keeping the checkpoints written before. 'skip' and 'stop' read "
+            "the loss on the host once per update.",
+            choices=NONFINITE_LOSS,
+        ),
+    )
     save_strategy: str = field(
         default="steps", metadata=_help("When to save checkpoints.", choices=SaveStrategy.values())
     )
@@ -206,7 +219,20 @@ class TrainingArguments:
         metadata=_help("Used by train() when it gets no resume_from_checkpoint: a checkpoint path, 'true' "
                        "(newest complete checkpoint in output_dir) or 'auto' (resume if one exists, else start)."),
     )
+    resume_weights_only: bool = field(
+        default=False,
+        metadata=_help("Resume from a checkpoint without its optimizer state (one saved with save_only_model=True, "
+                       "or whose optimizer.pt is lost): the weights, step, epoch and learning-rate schedule position "
+                       "are restored, the optimizer starts fresh. Not bit-exact; the epoch's data starts over."),
+    )
     seed: int = field(default=42, metadata=_help("Seed set before the model is built and training starts."))
+    full_determinism: bool = field(
+        default=False,
+        metadata=_help("Bitwise-reproducible runs: seed everything and make torch use deterministic algorithms only "
+                       "(torch.use_deterministic_algorithms, cuDNN deterministic, CUBLAS_WORKSPACE_CONFIG set), "
+                       "dataloader workers seeded from the seed. Slower on GPUs; an op with no deterministic "
+                       "implementation raises."),
+    )
     data_seed: int | None = field(
         default=None, metadata=_help("Seed of the data samplers' shuffling; defaults to seed.")
     )
@@ -384,6 +410,7 @@ class TrainingArguments:
             self.eval_strategy = self.evaluation_strategy
             self.evaluation_strategy = None
         self.output_dir = os.fspath(self.output_dir)
+        check_field_types(self)
         for name, enum in (
             ("eval_strategy", IntervalStrategy),
             ("logging_strategy", IntervalStrategy),
@@ -439,6 +466,14 @@ class TrainingArguments:
         if self.include_num_input_tokens_seen not in (True, False, "all", "non_padding", "no"):
             raise ValueError(f"include_num_input_tokens_seen={self.include_num_input_tokens_seen!r} is not valid; "
                              "choose True/'all' (every token), 'non_padding' or False/'no'")
+        if self.nonfinite_loss not in NONFINITE_LOSS:
+            raise ValueError(f"nonfinite_loss={self.nonfinite_loss!r} is not valid; choose from {list(NONFINITE_LOSS)}")
+        if self.nonfinite_loss == "skip" and self.deepspeed:
+            raise ValueError("nonfinite_loss='skip' cannot be used with deepspeed (its engine steps inside backward "
+                             "bookkeeping; its fp16 loss scaler already skips overflowing steps): use 'stop' or 'ignore'")
+        if self.resume_weights_only and (self.deepspeed or self.fsdp):
+            raise ValueError("resume_weights_only=True works without an engine: DeepSpeed and FSDP restore their own "
+                             "checkpoint files; resume those with resume_weights_only=False")
         if self.hub_strategy not in HUB_STRATEGIES:
             raise ValueError(f"hub_strategy={self.hub_strategy!r} is not valid; choose from {list(HUB_STRATEGIES)}")
         unknown = sorted(set(self.include_for_metrics) - set(INCLUDE_FOR_METRICS))
@@ -710,6 +745,53 @@ def _check_positive_int(args: TrainingArguments, *names: str) -> None:
         value = getattr(args, name)
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise ValueError(f"{name}={value!r} must be a whole number >= 1")
+
+
+_KINDS = {"bool": (bool,), "int": (numbers.Integral,), "float": (numbers.Real,), "str": (str,), "None": (type(None),),
+          "list": (list, tuple), "list[str]": (list, tuple), "dict": (dict,)}
+_KIND_NAMES = {"bool": "True or False", "int": "an integer", "float": "a number", "str": "a string", "None": "None",
+               "list": "a list", "list[str]": "a list of strings", "dict": "a dict"}
+_FIELD_KINDS: dict[type, dict[str, list[str]]] = {}
+
+
+def _field_kinds(cls) -> dict[str, list[str]]:
+    """``{field: ['int', 'None']}`` from the fields' annotations; fields with other annotations are left out."""
+    kinds = _FIELD_KINDS.get(cls)
+    if kinds is None:
+        kinds = {}
+        for f in dataclasses.fields(cls):
+            parts = [p.strip() for p in str(f.type).split("|")]
+            if f.init and all(p in _KINDS for p in parts):
+                kinds[f.name] = parts
+        _FIELD_KINDS[cls] = kinds
+    return kinds
+
+
+def check_field_types(args) -> None:
+    """Refuse a value whose type its field cannot take (``learning_rate="1e-4"``), naming the field and the
+    type it takes. An int is a float here; a bool is not an int."""
+    for name, kinds in _field_kinds(type(args)).items():
+        value = getattr(args, name)
+        if isinstance(value, bool) and "bool" not in kinds:
+            ok = False
+        else:
+            ok = any(isinstance(value, _KINDS[k]) for k in kinds)
+        if not ok:
+            expected = " or ".join(_KIND_NAMES[k] for k in kinds)
+            raise ValueError(f"{name}={value!r} must be {expected}, not {type(value).__name__}"
+                             + _conversion_hint(name, value, kinds))
+
+
+def _conversion_hint(name: str, value, kinds: list[str]) -> str:
+    if not isinstance(value, str):
+        return ""
+    for kind in kinds:
+        try:
+            converted = {"int": int, "float": float}[kind](value)
+        except (KeyError, ValueError):
+            continue
+        return f": pass {name}={converted!r} (the command line and config files convert strings for you)"
+    return ""
 
 
 def _check_steps(args: TrainingArguments, name: str, used: bool) -> None:

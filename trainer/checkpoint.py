@@ -15,6 +15,8 @@ name. Loading never unpickles objects: safetensors, JSON, ``torch.load(weights_o
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import logging
 import os
@@ -44,6 +46,28 @@ _CHECKPOINT_RE = re.compile(rf"^{PREFIX_CHECKPOINT_DIR}-(\d+)$")
 
 def checkpoint_dir(output_dir: str, global_step: int) -> str:
     return os.path.join(output_dir, f"{PREFIX_CHECKPOINT_DIR}-{global_step}")
+
+
+def check_output_dir(output_dir: str) -> None:
+    """Create ``output_dir`` and prove it writable, before any step is spent: a clear error instead of a
+    failure at the first save."""
+    if os.path.exists(output_dir) and not os.path.isdir(output_dir):
+        raise ValueError(f"output_dir={output_dir!r} is a file, not a directory: choose another output_dir")
+    try:
+        os.makedirs(output_dir, exist_ok=True)
+        probe = os.path.join(output_dir, f".write-test-{os.getpid()}")
+        with open(probe, "w"):
+            pass
+        os.remove(probe)
+    except OSError as e:
+        raise ValueError(f"output_dir={output_dir!r} is not writable ({e.strerror or e}): choose a directory this "
+                         "process can write to") from e
+
+
+def checkpoint_step(name: str) -> int | None:
+    """N of a ``checkpoint-N`` folder name, else None."""
+    match = _CHECKPOINT_RE.match(name)
+    return int(match.group(1)) if match else None
 
 
 def list_checkpoints(output_dir: str) -> list[str]:
@@ -202,12 +226,21 @@ def safe_torch_load(path: str, what: str):
 
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, AttributeError, TypeError, ValueError) as e:
-        raise ValueError(
-            f"refusing to load {what} from {path}: it holds more than tensors and plain containers "
-            f"(weights_only load failed: {str(e).splitlines()[0]}). A checkpoint written by this Trainer never does; "
-            "the file may have been tampered with or written by other code"
-        ) from e
+    except (EOFError, RuntimeError) as e:
+        if isinstance(e, EOFError) or any(s in str(e) for s in ("zip archive", "central directory", "Stream")):
+            raise ValueError(f"{path} is damaged or truncated ({str(e).splitlines()[0] or 'end of file'}): "
+                             f"{what} cannot be read") from e
+        raise _refused(path, what, e) from e
+    except (pickle.UnpicklingError, AttributeError, TypeError, ValueError) as e:
+        raise _refused(path, what, e) from e
+
+
+def _refused(path: str, what: str, e: Exception) -> ValueError:
+    return ValueError(
+        f"refusing to load {what} from {path}: it holds more than tensors and plain containers "
+        f"(weights_only load failed: {str(e).splitlines()[0]}). A checkpoint written by this Trainer never does; "
+        "the file may have been tampered with or written by other code"
+    )
 
 
 def temporary_dir(directory: str) -> str:
@@ -264,6 +297,38 @@ def finish_checkpoint(tmp: str, directory: str) -> str:
     return directory
 
 
+_NEARLY_FULL = 64 * 2**20  # bytes free after a failed write below which the disk counts as full
+
+
+def _disk_full(error: Exception, directory: str) -> bool:
+    if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    if "No space left on device" in str(error):  # safetensors' error
+        return True
+    try:  # torch.save reports a full disk as "unexpected pos ..." with no errno
+        return shutil.disk_usage(directory).free < _NEARLY_FULL
+    except OSError:
+        return False
+
+
+@contextlib.contextmanager
+def disk_full_guard(tmp: str, path: str):
+    """A write into the temporary folder that fails on a full disk: remove the partial folder (giving the space
+    back) and raise ``OSError(ENOSPC)`` naming the checkpoint and the ones still intact."""
+    try:
+        yield
+    except Exception as e:
+        parent = os.path.dirname(path)
+        if not _disk_full(e, parent):
+            raise
+        shutil.rmtree(tmp, ignore_errors=True)
+        kept = ", ".join(os.path.basename(p) for p in list_checkpoints(parent)) or "none"
+        raise OSError(errno.ENOSPC, f"the disk is full: no space left on device while writing {path} "
+                      f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}). The save was abandoned and "
+                      f"its partial files removed; the checkpoints written before are intact ({kept}). Free space, "
+                      "lower save_total_limit or set save_only_model=True, then resume") from e
+
+
 def write_training_checkpoint(trainer) -> str:
     """Write ``checkpoint-{global_step}`` of a training run atomically, then rotate; returns its path.
 
@@ -312,19 +377,22 @@ def write_training_checkpoint(trainer) -> str:
                 "model_state", "optimizer_state", "scheduler_state", "scaler_state", "state", "loss_window")})
         main_files = files
         if not args.save_async:
-            write_main_files(tmp, **files)
+            with disk_full_guard(tmp, path):
+                write_main_files(tmp, **files)
     rt.wait_for_everyone()
     if not args.save_only_model:
-        strategy.save_engine_state(tmp, state.global_step)  # DeepSpeed / sharded FSDP: every process writes
-        write_rank_files(tmp, rt.process_index, rt.num_processes, dataloader_state)
+        with disk_full_guard(tmp, path):
+            strategy.save_engine_state(tmp, state.global_step)  # DeepSpeed / sharded FSDP: every process writes
+            write_rank_files(tmp, rt.process_index, rt.num_processes, dataloader_state)
     rt.wait_for_everyone()
     if writer:
         best = state.best_model_checkpoint  # as of this step: the background rotation must not see a later one
 
         def finish() -> None:
-            if args.save_async:
-                write_main_files(tmp, **main_files)
-            finish_checkpoint(tmp, path)
+            with disk_full_guard(tmp, path):
+                if args.save_async:
+                    write_main_files(tmp, **main_files)
+                finish_checkpoint(tmp, path)
             rotate_checkpoints(args.output_dir, args.save_total_limit, best)
 
         if args.save_async:
@@ -344,10 +412,14 @@ def load_model_weights(model: torch.nn.Module, directory: str) -> None:
     path = os.path.join(directory, WEIGHTS_NAME)
     index = os.path.join(directory, WEIGHTS_INDEX_NAME)
     if os.path.exists(path):
+        from safetensors import SafetensorError
+
         try:
             missing, unexpected = load_model(model, path, strict=False)
         except RuntimeError as e:  # shapes differ
             raise ValueError(f"the weights in {path} do not fit {type(model).__name__}: {e}") from e
+        except SafetensorError as e:  # truncated or overwritten
+            raise ValueError(f"{path} is damaged or truncated ({e}): its weights cannot be read") from e
     elif os.path.exists(index):  # save_pretrained split a large model into shards
         state = read_model_weights(directory)
         try:

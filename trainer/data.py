@@ -307,8 +307,9 @@ def remove_unused_columns(dataset, model: torch.nn.Module, label_names: list[str
     kept = [c for c in dataset.column_names if c in accepted]
     if not kept:
         raise ValueError(
-            f"{description}: no column of {dataset.column_names} is an argument of the model's forward(); "
-            "rename the columns or set remove_unused_columns=False"
+            f"{description}: remove_unused_columns=True would remove every column: none of the dataset's columns "
+            f"{dataset.column_names} is an argument of the model's forward() {sorted(accepted)}; rename the columns "
+            "to the forward() arguments, or set remove_unused_columns=False and pass a data_collator that builds them"
         )
     return dataset.remove_columns(unused) if unused else dataset
 

@@ -19,7 +19,7 @@ import torch
 from callbacks import TrainerState
 
 from .arguments import resolve_steps
-from .checkpoint import restore_rng_state
+from .checkpoint import list_checkpoints, restore_rng_state
 from .data import has_length, model_input_names, set_dataloader_epoch
 from .preemption import PreemptionHandler
 from .run_metrics import speed_metrics
@@ -178,6 +178,9 @@ class TrainingLoop:
             scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau
         )
         check_skipped = rt.scaler is not None or rt.deepspeed  # fp16 overflow skips the step
+        check_finite = args.nonfinite_loss != "ignore"
+        step_loss = None  # this update's loss, summed over its micro-batches (with check_finite)
+        self.nonfinite_steps = 0
         from .trainer import Trainer as BaseTrainer
 
         # FLOPs are counted for models that take input_ids, or when a subclass overrides floating_point_ops
@@ -247,14 +250,19 @@ class TrainingLoop:
                         else:
                             loss = trainer.training_step(model, inputs)
                             self.window.add(loss)
-                    if clip:
-                        self.grad_norm = rt.clip_grad_norm(params, args.max_grad_norm, model, optimizer)
-                    control = handler.on_pre_optimizer_step(args, state, control)
-                    optimizer.step()
-                    control = handler.on_optimizer_step(args, state, control)
-                    if step_scheduler and not (check_skipped and optimizer.step_was_skipped):
-                        scheduler.step()
-                    optimizer.zero_grad(set_to_none=True)
+                        if check_finite:
+                            step_loss = loss if micro == 0 else step_loss + loss
+                    if check_finite and self.nonfinite(step_loss):
+                        optimizer.zero_grad(set_to_none=True)  # 'skip': this update is dropped
+                    else:
+                        if clip:
+                            self.grad_norm = rt.clip_grad_norm(params, args.max_grad_norm, model, optimizer)
+                        control = handler.on_pre_optimizer_step(args, state, control)
+                        optimizer.step()
+                        control = handler.on_optimizer_step(args, state, control)
+                        if step_scheduler and not (check_skipped and optimizer.step_was_skipped):
+                            scheduler.step()
+                        optimizer.zero_grad(set_to_none=True)
                     update += 1
                     state.global_step += 1
                     # an iterable dataset's length is unknown: its epoch counts completed passes
@@ -307,6 +315,28 @@ class TrainingLoop:
         if count_tokens:
             metrics["num_input_tokens_seen"] = state.num_input_tokens_seen
         return metrics
+
+    def nonfinite(self, step_loss: torch.Tensor) -> bool:
+        """Whether this update's loss is nan/inf on any process (one host read); 'stop' raises, 'skip' warns."""
+        bad = not bool(torch.isfinite(step_loss.detach()).all())
+        if not self.trainer.runtime.reduce_any(bad):
+            return False
+        state = self.trainer.state
+        step = state.global_step + 1
+        value = step_loss.item() if step_loss.numel() == 1 else "nan/inf"
+        if self.args.nonfinite_loss == "stop":
+            self.trainer.checkpoint_writer.wait()  # an asynchronous save in flight completes first
+            saved = list_checkpoints(self.args.output_dir)
+            kept = f"{saved[-1]} is the last checkpoint" if saved else "no checkpoint was written"
+            raise FloatingPointError(
+                f"the training loss is {value} at global step {step} (epoch {state.epoch or 0:.2f}); stopped by "
+                f"nonfinite_loss='stop' before the optimizer step, {kept}. Lower learning_rate, set max_grad_norm, "
+                "use bf16 rather than fp16, or check the batch for bad values"
+            )
+        self.nonfinite_steps += 1
+        logger.warning("The training loss is %s at global step %d: update skipped (nonfinite_loss='skip'; %d "
+                       "skipped in this run)", value, step, self.nonfinite_steps)
+        return True
 
     def fold_tokens(self) -> None:
         """Add every process's pending token count to ``state.num_input_tokens_seen`` (before a log or save)."""

@@ -73,24 +73,34 @@ class ResumePoint:
     dataloader: dict | None
     loss_window: dict | None
     saved_args: dict | None
+    weights_only: bool = False
 
 
-def read_checkpoint(path: str, rank: int, world_size: int, engine_state: bool = False) -> ResumePoint:
+_OPTIMIZATION = (ckpt.OPTIMIZER_NAME, ckpt.SCHEDULER_NAME, ckpt.SCALER_NAME)
+
+
+def read_checkpoint(path: str, rank: int, world_size: int, engine_state: bool = False,
+                    weights_only: bool = False) -> ResumePoint:
     """Read every resumable part of ``path`` (this rank's RNG and data position included).
 
     ``engine_state``: the optimizer state is in an engine's own files (DeepSpeed, sharded FSDP),
-    restored by the strategy, so ``optimizer.pt`` is not required.
+    restored by the strategy, so ``optimizer.pt`` is not required. ``weights_only``
+    (``resume_weights_only``): the optimizer, scheduler and scaler states are not read.
     """
     def optional(name: str, loader):
         full = os.path.join(path, name)
-        return loader(full) if os.path.exists(full) else None
+        return loader(full) if os.path.exists(full) and not (weights_only and name in _OPTIMIZATION) else None
 
-    state = TrainerState.load_from_json(os.path.join(path, ckpt.TRAINER_STATE_NAME))
-    if not engine_state and not os.path.exists(os.path.join(path, ckpt.OPTIMIZER_NAME)):
+    state_path = os.path.join(path, ckpt.TRAINER_STATE_NAME)
+    try:
+        state = TrainerState.load_from_json(state_path)
+    except (ValueError, TypeError) as e:  # JSONDecodeError is a ValueError; TypeError: wrong fields
+        raise ValueError(f"{state_path} is damaged ({e}): this checkpoint cannot be resumed") from e
+    if not (engine_state or weights_only) and not os.path.exists(os.path.join(path, ckpt.OPTIMIZER_NAME)):
         raise ValueError(
-            f"{path} holds no {ckpt.OPTIMIZER_NAME}: it was saved with save_only_model=True (or is not a training "
-            "checkpoint) and cannot resume training; load its weights into a model and train() without "
-            "resume_from_checkpoint instead"
+            f"{path} holds no {ckpt.OPTIMIZER_NAME} (saved with save_only_model=True, or the file is lost), so the "
+            "optimizer state cannot be restored: set resume_weights_only=True to resume from its weights, step and "
+            "schedule position with a fresh optimizer, or resume from a full checkpoint"
         )
     optimizer = optional(ckpt.OPTIMIZER_NAME, lambda p: ckpt.safe_torch_load(p, "the optimizer state"))
     scheduler = optional(ckpt.SCHEDULER_NAME, lambda p: ckpt.safe_torch_load(p, "the scheduler state"))
@@ -104,7 +114,19 @@ def read_checkpoint(path: str, rank: int, world_size: int, engine_state: bool = 
                           lambda p: ckpt.safe_torch_load(p, "the dataloader state"))
     loss_window = optional(ckpt.LOSS_WINDOW_NAME, _read_json)
     saved_args = optional(ckpt.TRAINING_ARGS_NAME, _read_json)
-    return ResumePoint(path, state, optimizer, scheduler, scaler, rng, dataloader, loss_window, saved_args)
+    return ResumePoint(path, state, optimizer, scheduler, scaler, rng, dataloader, loss_window, saved_args,
+                       weights_only)
+
+
+def earlier_checkpoints(path: str) -> str:
+    """'; resume from an earlier one: resume_from_checkpoint='.../checkpoint-10'' (the newest complete one before
+    ``path``), or ''."""
+    parent, name = os.path.split(os.path.normpath(path))
+    step = ckpt.checkpoint_step(name)
+    if step is None:
+        return ""
+    earlier = [p for p in ckpt.list_checkpoints(parent) if (ckpt.checkpoint_step(os.path.basename(p)) or 0) < step]
+    return f"; resume from an earlier one: resume_from_checkpoint={earlier[-1]!r}" if earlier else ""
 
 
 def _read_json(path: str):
@@ -181,5 +203,14 @@ def restore_optimization(trainer, resume: ResumePoint) -> None:
                          f"({type(trainer.optimizer).__name__}): {e}") from e
     if resume.scheduler is not None and trainer.lr_scheduler is not None:
         trainer.lr_scheduler.load_state_dict(resume.scheduler)
+    elif resume.weights_only and trainer.lr_scheduler is not None:
+        import warnings
+
+        with warnings.catch_warnings():  # "scheduler.step() before optimizer.step()": intended here
+            warnings.simplefilter("ignore", UserWarning)
+            for _ in range(resume.state.global_step):  # the schedule's position, from its start
+                trainer.lr_scheduler.step()
+        logger.warning("resume_weights_only=True: %s resumed at step %d with a fresh optimizer state",
+                       resume.path, resume.state.global_step)
     if resume.scaler is not None and trainer.runtime.scaler is not None:
         trainer.runtime.scaler.load_state_dict(resume.scaler)

@@ -83,13 +83,28 @@ def _own_process_group() -> None:
         _TEARDOWN_REGISTERED = True
 
 
-def set_seed(seed: int) -> None:
-    """Seed python's ``random``, numpy and torch (every CUDA device too)."""
+def set_seed(seed: int, deterministic: bool = False) -> None:
+    """Seed python's ``random``, numpy and torch (every CUDA device too); ``deterministic``
+    (``full_determinism``) also makes torch use deterministic algorithms only."""
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
     if torch.cuda.is_available():
         torch.cuda.manual_seed_all(seed)
+    if deterministic:
+        enable_full_determinism()
+
+
+def enable_full_determinism() -> None:
+    """Deterministic algorithms only (an op without one raises), cuDNN benchmarking off, cuBLAS workspace
+    pinned. Dataloader workers are seeded from the epoch and their id in every run (trainer.data)."""
+    import os
+
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # read by cuBLAS at its first call
+    os.environ.setdefault("CUDA_LAUNCH_BLOCKING", "1")
+    torch.use_deterministic_algorithms(True)
+    torch.backends.cudnn.deterministic = True
+    torch.backends.cudnn.benchmark = False
 
 
 class Runtime:
@@ -159,6 +174,14 @@ class Runtime:
         return model, optimizer, scheduler
 
     def unwrap(self, model: torch.nn.Module) -> torch.nn.Module:
+        if self._default_strategy:  # DDP / torch.compile wrappers; accelerate's unwrap imports DeepSpeed (seconds)
+            while True:
+                if isinstance(model, (torch.nn.parallel.DistributedDataParallel, torch.nn.DataParallel)):
+                    model = model.module
+                elif isinstance(getattr(model, "_orig_mod", None), torch.nn.Module):  # torch.compile
+                    model = model._orig_mod
+                else:
+                    return model
         model = self.accelerator.unwrap_model(model)
         while type(model).__name__ == "ShardedDataParallel":  # FairScale's wrapper, unknown to accelerate
             model = model.module

@@ -58,12 +58,27 @@ from .loops import TrainingLoop
 from .metrics import metrics_form
 from .optim import create_optimizer, get_scheduler, num_warmup_steps
 from .publishing import HubMixin
-from .resume import read_checkpoint, resolve_checkpoint, restore_optimization, restore_trainer_state
+from .resume import (
+    earlier_checkpoints,
+    read_checkpoint,
+    resolve_checkpoint,
+    restore_optimization,
+    restore_trainer_state,
+)
 from .run_metrics import MemoryTracker, speed_metrics
 from .runtime import Runtime, configure_logging, set_seed
 from .search import SearchMixin
 
 logger = logging.getLogger(__name__)
+
+
+def _collective_failed(error: BaseException) -> bool:
+    import torch.distributed as dist
+
+    if isinstance(error, getattr(dist, "DistError", ())):
+        return True
+    text = str(error)
+    return any(s in text for s in ("Connection closed by peer", "Timed out", "timed out", "Connection reset"))
 
 
 def _accepts_kwarg(fn, name: str) -> bool:
@@ -123,7 +138,7 @@ class Trainer(SearchMixin, HubMixin):
         if processing_class is not None and tokenizer is not None and processing_class is not tokenizer:
             raise ValueError("processing_class and tokenizer were both given: pass only processing_class")
         self.processing_class = processing_class if processing_class is not None else tokenizer
-        set_seed(args.seed)
+        set_seed(args.seed, args.full_determinism)
         self.model_init = model_init
         if model is None:
             if model_init is None:
@@ -348,13 +363,14 @@ class Trainer(SearchMixin, HubMixin):
 
             if looks_like_repo_id(resume_from_checkpoint):  # a Hub repo pushed with hub_strategy='checkpoint'
                 resume_from_checkpoint = download_last_checkpoint(resume_from_checkpoint, args)
+        ckpt.check_output_dir(args.output_dir)
         self._resume_path = resolve_checkpoint(resume_from_checkpoint, args.output_dir)
         if self._resume_path is None:
             self._prepare_output_dir()
         self.is_in_train = True
         self._memory_tracker.start()
         if self.model_init is not None:
-            set_seed(args.seed)
+            set_seed(args.seed, args.full_determinism)
             self.model = self.call_model_init(trial)
             self.model_wrapped = self.model
             self.callback_handler.model = self.model
@@ -366,10 +382,30 @@ class Trainer(SearchMixin, HubMixin):
             if args.auto_find_batch_size:
                 from accelerate.utils import find_executable_batch_size
 
-                run = find_executable_batch_size(self._inner_training_loop, starting_batch_size=self._train_batch_size)
+                start = self._train_batch_size
+                run = find_executable_batch_size(self._inner_training_loop, starting_batch_size=start)
                 output = run()
+                if self._train_batch_size != start:
+                    logger.warning("auto_find_batch_size: out of memory at batch size %d per device; trained with %d",
+                                   start, self._train_batch_size)
             else:
-                output = self._inner_training_loop(self._train_batch_size)
+                try:
+                    output = self._inner_training_loop(self._train_batch_size)
+                except (torch.OutOfMemoryError, RuntimeError) as error:
+                    if self.runtime.distributed and _collective_failed(error):
+                        error.add_note(
+                            f"a collective of the distributed run failed on process {self.runtime.process_index}: "
+                            f"another process died or stopped answering (ddp_timeout={args.ddp_timeout} s). Its log "
+                            "has the cause; the checkpoints written before are intact"
+                        )
+                    elif isinstance(error, torch.OutOfMemoryError) or "out of memory" in str(error).lower():
+                        error.add_note(
+                            f"out of memory with a batch of {self._train_batch_size} per device "
+                            f"(per_device_train_batch_size, gradient_accumulation_steps="
+                            f"{args.gradient_accumulation_steps}): lower the batch size and raise "
+                            "gradient_accumulation_steps, or set auto_find_batch_size=True to halve it until it fits"
+                        )
+                    raise
         finally:
             self.is_in_train = False
             self._memory_tracker.stop_and_update("train", {})  # no-op unless training raised
@@ -413,9 +449,16 @@ class Trainer(SearchMixin, HubMixin):
                     f"resume_from_checkpoint={self._resume_path!r} holds no {rt.strategy.name} engine state: it was "
                     f"saved by a run with another parallel setup; resume it with the same deepspeed/fsdp settings"
                 )
-            resume = read_checkpoint(self._resume_path, rt.process_index, rt.num_processes, engine_state)
-            if not rt.strategy.engine_loads_weights:
-                ckpt.load_model_weights(self.model, self._resume_path)
+            try:
+                resume = read_checkpoint(self._resume_path, rt.process_index, rt.num_processes, engine_state,
+                                         args.resume_weights_only)
+                if not rt.strategy.engine_loads_weights:
+                    ckpt.load_model_weights(self.model, self._resume_path)
+            except ValueError as e:  # a damaged file: say which checkpoint still works
+                hint = earlier_checkpoints(self._resume_path)
+                if hint:
+                    e.add_note(hint.lstrip("; "))
+                raise
         self.state = loop.new_state()
         if self._trial is not None:
             self.state.is_hyper_param_search = True
@@ -525,10 +568,21 @@ class Trainer(SearchMixin, HubMixin):
             loss = self.compute_loss(model, inputs, num_items_in_batch=num_items_in_batch)
         else:
             loss = self.compute_loss(model, inputs)
+        if loss.dim():
+            raise ValueError(self._not_scalar_loss_message(loss, inputs))
         if self.current_gradient_accumulation_steps > 1:
             loss = loss / self.current_gradient_accumulation_steps
         self.runtime.backward(loss)
         return loss.detach()
+
+    def _not_scalar_loss_message(self, loss: torch.Tensor, inputs) -> str:
+        keys = sorted(inputs) if isinstance(inputs, Mapping) else None
+        missing = [k for k in self.label_names if keys is not None and k not in keys]
+        why = (f"the batch has no {missing} (label_names={self.label_names}; batch keys {keys}), so the model "
+               "returned its predictions first, not a loss: add the label column to the dataset or set "
+               "label_names" if missing else "the model returned it first, where the loss goes")
+        return (f"the training loss has shape {tuple(loss.shape)}, not a single number: {why}; or reduce it "
+                "(.mean()) in the model or in an overridden Trainer.compute_loss")
 
     def floating_point_ops(self, inputs) -> float:
         """Training FLOPs of one batch: 6 x tokens (``input_ids``) x non-embedding parameters; 0 without tokens."""

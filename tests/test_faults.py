@@ -1,0 +1,241 @@
+"""Faults during a run: a full disk, a non-finite loss, out of memory, a failing callback, a dying or hanging
+process. Each stops (or carries on) without losing a checkpoint and says what happened."""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from torch import nn
+
+from tests.fixtures import RegressionDataset, RegressionDropoutModel, RegressionModel, params, regression_args
+from tests.processes import ENV, finish, free_port, kill_group, start
+from trainer import Trainer, TrainerCallback
+from trainer import checkpoint as ckpt
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+class Wide(nn.Module):
+    """1.05M parameters (4 MiB of weights, 12 MiB with AdamW's moments): a checkpoint that fills a small disk."""
+
+    def __init__(self):
+        super().__init__()
+        self.linear = nn.Linear(1024, 1024)
+
+    def forward(self, input_x, labels=None):
+        y = self.linear(input_x.unsqueeze(-1).expand(-1, 1024)).mean(-1)
+        return (nn.functional.mse_loss(y, labels), y)
+
+
+def _complete(path) -> bool:
+    return os.path.isfile(os.path.join(path, ckpt.TRAINER_STATE_NAME))
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 20 MiB tmpfs: one Wide checkpoint (about 12 MiB) fits, a second does not."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    result = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=20m", "tmpfs", str(mount)], capture_output=True,
+                            text=True)
+    if result.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here (needs root): {result.stderr.strip()}")
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def test_full_disk_abandons_the_save_and_keeps_the_previous_checkpoint(tmp_path, small_disk):
+    args = regression_args(tmp_path, output_dir=str(small_disk / "out"), max_steps=4, save_strategy="steps",
+                           save_steps=2, learning_rate=0.01)
+    trainer = Trainer(Wide(), args, train_dataset=RegressionDataset())
+    with pytest.raises(OSError) as info:
+        trainer.train()
+    assert info.value.errno == errno.ENOSPC
+    message = str(info.value)
+    assert "the disk is full: no space left on device while writing" in message and "checkpoint-4" in message
+    assert "the checkpoints written before are intact (checkpoint-2)" in message
+    assert sorted(os.listdir(small_disk / "out")) == ["checkpoint-2"]  # the partial folder was removed
+    first = small_disk / "out" / "checkpoint-2"
+    assert _complete(first)
+    Trainer(Wide(), regression_args(tmp_path, output_dir=str(small_disk / "out"), max_steps=3,
+                                    learning_rate=0.01), train_dataset=RegressionDataset()).train(
+        resume_from_checkpoint=str(first))  # the checkpoint left resumes
+
+
+def test_full_disk_is_named_whatever_the_writer_reports(tmp_path, monkeypatch):
+    """torch.save reports a full disk as 'unexpected pos'; safetensors and open() with ENOSPC: all are named."""
+    trainer = Trainer(RegressionModel(), regression_args(tmp_path, max_steps=4, save_strategy="steps", save_steps=2),
+                      train_dataset=RegressionDataset())
+    real_write = ckpt.write_rank_files
+
+    def full_at_step_4(tmp, rank, world_size, dataloader_state):
+        if tmp.endswith("checkpoint-4"):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_write(tmp, rank, world_size, dataloader_state)
+
+    monkeypatch.setattr(ckpt, "write_rank_files", full_at_step_4)
+    with pytest.raises(OSError, match=r"the disk is full: .*the checkpoints written before are intact "
+                                      r"\(checkpoint-2\)"):
+        trainer.train()
+    assert [os.path.basename(p) for p in ckpt.list_checkpoints(tmp_path / "out")] == ["checkpoint-2"]
+    assert not [n for n in os.listdir(tmp_path / "out") if n.startswith(ckpt.TMP_PREFIX)]
+
+
+def test_other_write_errors_pass_through_unchanged(tmp_path, monkeypatch):
+    trainer = Trainer(RegressionModel(), regression_args(tmp_path, max_steps=2, save_strategy="steps", save_steps=2),
+                      train_dataset=RegressionDataset())
+
+    def broken(*a, **k):
+        raise PermissionError(errno.EACCES, "Permission denied")
+
+    monkeypatch.setattr(ckpt, "write_rank_files", broken)
+    with pytest.raises(PermissionError, match="Permission denied"):
+        trainer.train()
+
+
+class NanAt(RegressionModel):
+    """The loss is nan on the forward calls listed."""
+
+    def __init__(self, bad_calls):
+        super().__init__()
+        self.calls, self.bad_calls = 0, set(bad_calls)
+
+    def forward(self, input_x, labels=None):
+        self.calls += 1
+        loss, y = super().forward(input_x, labels)
+        return (loss * float("nan") if self.calls in self.bad_calls else loss), y
+
+
+def test_nonfinite_loss_skip_drops_the_update_and_reports_the_step(tmp_path, caplog):
+    clean = Trainer(NanAt([]), regression_args(tmp_path / "a", max_steps=6), train_dataset=RegressionDataset())
+    clean.train()
+    model = NanAt([3])
+    skipping = Trainer(model, regression_args(tmp_path / "b", max_steps=6, nonfinite_loss="skip"),
+                       train_dataset=RegressionDataset())
+    with caplog.at_level(logging.WARNING, logger="trainer"):
+        skipping.train()
+    assert "The training loss is nan at global step 3: update skipped" in caplog.text
+    assert skipping.state.global_step == 6
+    assert all(torch.isfinite(p).all() for p in model.parameters())  # nan never reached the weights
+    assert params(model) != params(clean.model)  # one update fewer
+
+
+def test_nonfinite_loss_ignore_lets_nan_into_the_weights(tmp_path):
+    model = NanAt([3])
+    Trainer(model, regression_args(tmp_path, max_steps=6, max_grad_norm=None),
+            train_dataset=RegressionDataset()).train()
+    assert not torch.isfinite(model.a).item()  # the HF Trainer's behaviour, kept as the default
+
+
+def test_nonfinite_loss_stop_keeps_the_checkpoints(tmp_path):
+    trainer = Trainer(NanAt([7]), regression_args(tmp_path, max_steps=10, save_strategy="steps", save_steps=2,
+                                                  nonfinite_loss="stop"), train_dataset=RegressionDataset())
+    with pytest.raises(FloatingPointError, match=r"the training loss is nan at global step 7 .*stopped by "
+                                                  r"nonfinite_loss='stop' before the optimizer step, .*checkpoint-6 is "
+                                                  "the last checkpoint"):
+        trainer.train()
+    assert all(_complete(p) for p in ckpt.list_checkpoints(tmp_path / "out"))
+    weights = ckpt.read_model_weights(ckpt.list_checkpoints(tmp_path / "out")[-1])
+    assert all(torch.isfinite(t).all() for t in weights.values())
+
+
+def test_auto_find_batch_size_logs_the_size_it_settled_on(tmp_path, caplog):
+    class OomAbove4(RegressionModel):
+        def forward(self, input_x, labels=None):
+            if input_x.shape[0] > 4:
+                raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB (simulated)")
+            return super().forward(input_x, labels)
+
+    with caplog.at_level(logging.WARNING, logger="trainer"):
+        Trainer(OomAbove4(), regression_args(tmp_path, per_device_train_batch_size=16, auto_find_batch_size=True,
+                                             max_steps=2), train_dataset=RegressionDataset()).train()
+    assert "auto_find_batch_size: out of memory at batch size 16 per device; trained with 4" in caplog.text
+
+
+def test_a_failing_callback_is_named_and_the_checkpoint_before_it_resumes(tmp_path):
+    class Flaky(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.global_step == 5:
+                raise RuntimeError("metrics server unreachable")
+
+    args = regression_args(tmp_path, max_steps=8, save_strategy="steps", save_steps=4)
+    with pytest.raises(RuntimeError, match="metrics server unreachable") as info:
+        Trainer(RegressionModel(), args, train_dataset=RegressionDataset(), callbacks=[Flaky()]).train()
+    assert "raised by callback Flaky.on_step_end at global step 5" in info.value.__notes__[0]
+    assert [os.path.basename(p) for p in ckpt.list_checkpoints(tmp_path / "out")] == ["checkpoint-4"]
+    resumed = Trainer(RegressionModel(), args, train_dataset=RegressionDataset())
+    resumed.train(resume_from_checkpoint=True)
+    assert resumed.state.global_step == 8
+
+
+def test_resume_weights_only_continues_a_save_only_model_checkpoint(tmp_path):
+    straight = Trainer(RegressionModel(), regression_args(tmp_path / "a", max_steps=8, lr_scheduler_type="linear"),
+                       train_dataset=RegressionDataset())
+    straight.train()
+    args = regression_args(tmp_path / "b", max_steps=8, save_strategy="steps", save_steps=4, save_only_model=True,
+                           lr_scheduler_type="linear")
+    Trainer(RegressionModel(), args, train_dataset=RegressionDataset()).train()
+    assert not os.path.exists(tmp_path / "b" / "out" / "checkpoint-4" / ckpt.OPTIMIZER_NAME)
+    args.resume_weights_only = True
+    resumed = Trainer(RegressionModel(), args, train_dataset=RegressionDataset())
+    resumed.train(resume_from_checkpoint=str(tmp_path / "b" / "out" / "checkpoint-4"))
+    assert resumed.state.global_step == 8
+    assert resumed.lr_scheduler.get_last_lr() == straight.lr_scheduler.get_last_lr()  # the schedule went on
+
+
+@pytest.fixture
+def restore_determinism():
+    yield
+    torch.use_deterministic_algorithms(False)
+
+
+def test_full_determinism_gives_bitwise_equal_weights(tmp_path, restore_determinism):
+    class Noisy(RegressionDataset):
+        """Random augmentation drawn in the dataloader workers."""
+
+        def __getitem__(self, i):
+            sample = super().__getitem__(i)
+            sample["input_x"] = sample["input_x"] + torch.rand(()).item() * 0.1
+            return sample
+
+    runs = []
+    for name in ("a", "b"):
+        args = regression_args(tmp_path / name, full_determinism=True, dataloader_num_workers=2, max_steps=6,
+                               seed=11)
+        trainer = Trainer(model_init=RegressionDropoutModel, args=args, train_dataset=Noisy())
+        assert torch.are_deterministic_algorithms_enabled()
+        trainer.train()
+        runs.append(params(trainer.model))
+    assert runs[0].keys() == runs[1].keys()
+    assert all(torch.equal(runs[0][k], runs[1][k]) for k in runs[0])
+
+
+@pytest.mark.parametrize("fault", ["die", "hang"])
+def test_a_failing_rank_makes_the_other_exit_within_ddp_timeout(tmp_path, fault):
+    timeout = 15
+    env = {**ENV, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port()), "WORLD_SIZE": "2"}
+    script = os.path.join(ROOT, "tests", "scripts", "rank_fault.py")
+    procs = [start([sys.executable, script, "--output_dir", str(tmp_path / "out"), "--fault", fault,
+                    "--ddp_timeout", str(timeout)], {**env, "RANK": str(r), "LOCAL_RANK": str(r)})
+             for r in (0, 1)]
+    begin = time.monotonic()
+    try:
+        out, err = finish(procs[0], timeout=timeout + 90)
+    finally:
+        for proc in procs:
+            kill_group(proc)
+    assert procs[0].returncode != 0, out
+    assert "STEP 0 3" in out
+    failed = [line for line in out.splitlines() if line.startswith("FAILED 0")]
+    assert failed, f"rank 0 did not fail in train(); stderr tail:\n{err[-2000:]}"
+    assert float(failed[0].split()[2]) <= timeout + 30, failed
+    assert "a collective of the distributed run failed on process 0: another process died or stopped answering " \
+           f"(ddp_timeout={timeout} s)" in err
+    assert time.monotonic() - begin < timeout + 90

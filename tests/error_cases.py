@@ -270,7 +270,9 @@ CASES: list[ErrorCase] = [
     # model and data
     ErrorCase("model", "no model and no `model_init`", ValueError, "needs a model or a model_init", _no_model),
     ErrorCase("model", "a forward that returns no loss although labels are in the batch", ValueError,
-              "the model returned no loss (its outputs: ['logits']; its inputs: ['input_x', 'labels'])",
+              "the model returned no loss (its outputs: ['logits']; its inputs: ['input_x', 'labels']): make forward() "
+              "return the loss when it gets labels (first, or under 'loss' in a dict), set label_names if the model "
+              "takes its labels under another name, or override Trainer.compute_loss",
               lambda tmp: _train(tmp, model=_NoLossModel(), max_steps=1)),
     ErrorCase("data", "a dataset without the label column", ValueError,
               "the batch has no ['labels'] (label_names=['labels']; batch keys ['input_x'])", _without_labels),

@@ -545,9 +545,14 @@ class Trainer(SearchMixin, HubMixin):
         elif isinstance(outputs, Mapping):
             if outputs.get("loss") is None:
                 given = sorted(inputs) if isinstance(inputs, Mapping) else f"{len(inputs)} positional tensors"
+                labelled = isinstance(inputs, Mapping) and any(k in inputs for k in self.label_names)
+                fix = ("make forward() return the loss when it gets labels (first, or under 'loss' in a dict), set "
+                       "label_names if the model takes its labels under another name, or override "
+                       "Trainer.compute_loss") if labelled else (
+                       f"pass labels in the batch under {self.label_names} (or set label_names to the column that "
+                       "holds them), or override Trainer.compute_loss")
                 raise ValueError(
-                    f"the model returned no loss (its outputs: {sorted(outputs)}; its inputs: {given}). Pass labels "
-                    f"in the batch under {self.label_names}, or override Trainer.compute_loss"
+                    f"the model returned no loss (its outputs: {sorted(outputs)}; its inputs: {given}): {fix}"
                 )
             loss = outputs["loss"]
         else:

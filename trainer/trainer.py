@@ -54,6 +54,7 @@ from .evaluation import (
     nested_detach,
     strip_outputs,
 )
+from .faults import explain_training_error, not_scalar_loss_message
 from .loops import TrainingLoop
 from .metrics import metrics_form
 from .optim import create_optimizer, get_scheduler, num_warmup_steps
@@ -70,15 +71,6 @@ from .runtime import Runtime, configure_logging, set_seed
 from .search import SearchMixin
 
 logger = logging.getLogger(__name__)
-
-
-def _collective_failed(error: BaseException) -> bool:
-    import torch.distributed as dist
-
-    if isinstance(error, getattr(dist, "DistError", ())):
-        return True
-    text = str(error)
-    return any(s in text for s in ("Connection closed by peer", "Timed out", "timed out", "Connection reset"))
 
 
 def _accepts_kwarg(fn, name: str) -> bool:
@@ -391,20 +383,8 @@ class Trainer(SearchMixin, HubMixin):
             else:
                 try:
                     output = self._inner_training_loop(self._train_batch_size)
-                except (torch.OutOfMemoryError, RuntimeError) as error:
-                    if self.runtime.distributed and _collective_failed(error):
-                        error.add_note(
-                            f"a collective of the distributed run failed on process {self.runtime.process_index}: "
-                            f"another process died or stopped answering (ddp_timeout={args.ddp_timeout} s). Its log "
-                            "has the cause; the checkpoints written before are intact"
-                        )
-                    elif isinstance(error, torch.OutOfMemoryError) or "out of memory" in str(error).lower():
-                        error.add_note(
-                            f"out of memory with a batch of {self._train_batch_size} per device "
-                            f"(per_device_train_batch_size, gradient_accumulation_steps="
-                            f"{args.gradient_accumulation_steps}): lower the batch size and raise "
-                            "gradient_accumulation_steps, or set auto_find_batch_size=True to halve it until it fits"
-                        )
+                except RuntimeError as error:  # torch.OutOfMemoryError and collective failures included
+                    explain_training_error(error, args, self.runtime, self._train_batch_size)
                     raise
         finally:
             self.is_in_train = False
@@ -574,20 +554,11 @@ class Trainer(SearchMixin, HubMixin):
         else:
             loss = self.compute_loss(model, inputs)
         if loss.dim():
-            raise ValueError(self._not_scalar_loss_message(loss, inputs))
+            raise ValueError(not_scalar_loss_message(loss, inputs, self.label_names))
         if self.current_gradient_accumulation_steps > 1:
             loss = loss / self.current_gradient_accumulation_steps
         self.runtime.backward(loss)
         return loss.detach()
-
-    def _not_scalar_loss_message(self, loss: torch.Tensor, inputs) -> str:
-        keys = sorted(inputs) if isinstance(inputs, Mapping) else None
-        missing = [k for k in self.label_names if keys is not None and k not in keys]
-        why = (f"the batch has no {missing} (label_names={self.label_names}; batch keys {keys}), so the model "
-               "returned its predictions first, not a loss: add the label column to the dataset or set "
-               "label_names" if missing else "the model returned it first, where the loss goes")
-        return (f"the training loss has shape {tuple(loss.shape)}, not a single number: {why}; or reduce it "
-                "(.mean()) in the model or in an overridden Trainer.compute_loss")
 
     def floating_point_ops(self, inputs) -> float:
         """Training FLOPs of one batch: 6 x tokens (``input_ids``) x non-embedding parameters; 0 without tokens."""

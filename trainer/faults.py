@@ -1,0 +1,49 @@
+"""What a failed training run says: notes added to the exception that stopped it, and messages for a loss
+that cannot be trained on. The exception keeps its type (callers may catch it); the note, printed under the
+traceback, names the cause and the fix."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+
+
+def collective_failed(error: BaseException) -> bool:
+    """Whether ``error`` is a distributed collective failing (a peer died, or did not answer in time)."""
+    import torch.distributed as dist
+
+    if isinstance(error, getattr(dist, "DistError", ())):
+        return True
+    text = str(error)
+    return any(s in text for s in ("Connection closed by peer", "Timed out", "timed out", "Connection reset"))
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    return isinstance(error, torch.OutOfMemoryError) or "out of memory" in str(error).lower()
+
+
+def explain_training_error(error: BaseException, args, runtime, batch_size: int) -> None:
+    """Add a note to ``error`` when it is a failed collective or out of memory."""
+    if runtime.distributed and collective_failed(error):
+        error.add_note(
+            f"a collective of the distributed run failed on process {runtime.process_index}: another process died "
+            f"or stopped answering (ddp_timeout={args.ddp_timeout} s). Its log has the cause; the checkpoints "
+            "written before are intact"
+        )
+    elif is_out_of_memory(error):
+        error.add_note(
+            f"out of memory with a batch of {batch_size} per device (per_device_train_batch_size, "
+            f"gradient_accumulation_steps={args.gradient_accumulation_steps}): lower the batch size and raise "
+            "gradient_accumulation_steps, or set auto_find_batch_size=True to halve it until it fits"
+        )
+
+
+def not_scalar_loss_message(loss: torch.Tensor, inputs, label_names: list[str]) -> str:
+    keys = sorted(inputs) if isinstance(inputs, Mapping) else None
+    missing = [k for k in label_names if keys is not None and k not in keys]
+    why = (f"the batch has no {missing} (label_names={label_names}; batch keys {keys}), so the model returned its "
+           "predictions first, not a loss: add the label column to the dataset or set label_names"
+           if missing else "the model returned it first, where the loss goes")
+    return (f"the training loss has shape {tuple(loss.shape)}, not a single number: {why}; or reduce it "
+            "(.mean()) in the model or in an overridden Trainer.compute_loss")

@@ -55,10 +55,10 @@ def check_output_dir(output_dir: str) -> None:
         raise ValueError(f"output_dir={output_dir!r} is a file, not a directory: choose another output_dir")
     try:
         os.makedirs(output_dir, exist_ok=True)
-        probe = os.path.join(output_dir, f".write-test-{os.getpid()}")
-        with open(probe, "w"):
+        import tempfile
+
+        with tempfile.NamedTemporaryFile(dir=output_dir, prefix=".write-test-"):  # unique across processes and nodes
             pass
-        os.remove(probe)
     except OSError as e:
         raise ValueError(f"output_dir={output_dir!r} is not writable ({e.strerror or e}): choose a directory this "
                          "process can write to") from e

@@ -37,6 +37,7 @@ def _help(text: str, **extra) -> dict:
 
 NONFINITE_LOSS = ("ignore", "skip", "stop")
 
+
 @dataclass
 class TrainingArguments:
     """Arguments of a training run. Names and defaults follow the Hugging Face Trainer's."""
@@ -469,8 +470,8 @@ class TrainingArguments:
         if self.nonfinite_loss not in NONFINITE_LOSS:
             raise ValueError(f"nonfinite_loss={self.nonfinite_loss!r} is not valid; choose from {list(NONFINITE_LOSS)}")
         if self.nonfinite_loss == "skip" and self.deepspeed:
-            raise ValueError("nonfinite_loss='skip' cannot be used with deepspeed (its engine steps inside backward "
-                             "bookkeeping; its fp16 loss scaler already skips overflowing steps): use 'stop' or 'ignore'")
+            raise ValueError("nonfinite_loss='skip' cannot be used with deepspeed: its engine owns the optimizer step "
+                             "(and its fp16 loss scaler already skips overflowing steps); use 'stop' or 'ignore'")
         if self.resume_weights_only and (self.deepspeed or self.fsdp):
             raise ValueError("resume_weights_only=True works without an engine: DeepSpeed and FSDP restore their own "
                              "checkpoint files; resume those with resume_weights_only=False")

@@ -118,15 +118,14 @@ def read_checkpoint(path: str, rank: int, world_size: int, engine_state: bool = 
                        weights_only)
 
 
-def earlier_checkpoints(path: str) -> str:
-    """'; resume from an earlier one: resume_from_checkpoint='.../checkpoint-10'' (the newest complete one before
-    ``path``), or ''."""
+def earlier_checkpoint(path: str) -> str | None:
+    """The newest complete checkpoint saved before the ``checkpoint-N`` folder ``path``, or None."""
     parent, name = os.path.split(os.path.normpath(path))
     step = ckpt.checkpoint_step(name)
     if step is None:
-        return ""
-    earlier = [p for p in ckpt.list_checkpoints(parent) if (ckpt.checkpoint_step(os.path.basename(p)) or 0) < step]
-    return f"; resume from an earlier one: resume_from_checkpoint={earlier[-1]!r}" if earlier else ""
+        return None
+    earlier = [p for p in ckpt.list_checkpoints(parent) if ckpt.checkpoint_step(os.path.basename(p)) < step]
+    return earlier[-1] if earlier else None
 
 
 def _read_json(path: str):

@@ -60,7 +60,7 @@ from .metrics import metrics_form
 from .optim import create_optimizer, get_scheduler, num_warmup_steps
 from .publishing import HubMixin
 from .resume import (
-    earlier_checkpoints,
+    earlier_checkpoint,
     read_checkpoint,
     resolve_checkpoint,
     restore_optimization,
@@ -381,11 +381,10 @@ class Trainer(SearchMixin, HubMixin):
                     logger.warning("auto_find_batch_size: out of memory at batch size %d per device; trained with %d",
                                    start, self._train_batch_size)
             else:
-                try:
-                    output = self._inner_training_loop(self._train_batch_size)
-                except RuntimeError as error:  # torch.OutOfMemoryError and collective failures included
-                    explain_training_error(error, args, self.runtime, self._train_batch_size)
-                    raise
+                output = self._inner_training_loop(self._train_batch_size)
+        except RuntimeError as error:  # torch.OutOfMemoryError and collective failures included
+            explain_training_error(error, args, self.runtime, self._train_batch_size)
+            raise
         finally:
             self.is_in_train = False
             self._memory_tracker.stop_and_update("train", {})  # no-op unless training raised
@@ -435,9 +434,9 @@ class Trainer(SearchMixin, HubMixin):
                 if not rt.strategy.engine_loads_weights:
                     ckpt.load_model_weights(self.model, self._resume_path)
             except ValueError as e:  # a damaged file: say which checkpoint still works
-                hint = earlier_checkpoints(self._resume_path)
-                if hint:
-                    e.add_note(hint.lstrip("; "))
+                earlier = earlier_checkpoint(self._resume_path)
+                if earlier:
+                    e.add_note(f"resume from an earlier one: resume_from_checkpoint={earlier!r}")
                 raise
         self.state = loop.new_state()
         if self._trial is not None:

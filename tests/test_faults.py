@@ -191,9 +191,14 @@ def test_resume_weights_only_continues_a_save_only_model_checkpoint(tmp_path):
 
 
 @pytest.fixture
-def restore_determinism():
+def restore_determinism(monkeypatch):
+    """full_determinism changes process-wide settings: undo them for the tests that follow."""
+    for name in ("CUBLAS_WORKSPACE_CONFIG", "CUDA_LAUNCH_BLOCKING"):
+        monkeypatch.setenv(name, os.environ.get(name, ""))  # restored (or removed) at teardown
+        monkeypatch.delenv(name)
     yield
     torch.use_deterministic_algorithms(False)
+    torch.backends.cudnn.deterministic = False
 
 
 def test_full_determinism_gives_bitwise_equal_weights(tmp_path, restore_determinism):
@@ -210,7 +215,7 @@ def test_full_determinism_gives_bitwise_equal_weights(tmp_path, restore_determin
         args = regression_args(tmp_path / name, full_determinism=True, dataloader_num_workers=2, max_steps=6,
                                seed=11)
         trainer = Trainer(model_init=RegressionDropoutModel, args=args, train_dataset=Noisy())
-        assert torch.are_deterministic_algorithms_enabled()
+        assert torch.are_deterministic_algorithms_enabled() and os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8"
         trainer.train()
         runs.append(params(trainer.model))
     assert runs[0].keys() == runs[1].keys()

@@ -23,6 +23,7 @@ import os
 import random
 import re
 import shutil
+import tempfile
 
 import numpy as np
 import torch
@@ -55,8 +56,6 @@ def check_output_dir(output_dir: str) -> None:
         raise ValueError(f"output_dir={output_dir!r} is a file, not a directory: choose another output_dir")
     try:
         os.makedirs(output_dir, exist_ok=True)
-        import tempfile
-
         with tempfile.NamedTemporaryFile(dir=output_dir, prefix=".write-test-"):  # unique across processes and nodes
             pass
     except OSError as e:
@@ -76,10 +75,10 @@ def list_checkpoints(output_dir: str) -> list[str]:
         return []
     found = []
     for name in os.listdir(output_dir):
-        match = _CHECKPOINT_RE.match(name)
+        step = checkpoint_step(name)
         path = os.path.join(output_dir, name)
-        if match and os.path.isfile(os.path.join(path, TRAINER_STATE_NAME)):
-            found.append((int(match.group(1)), path))
+        if step is not None and os.path.isfile(os.path.join(path, TRAINER_STATE_NAME)):
+            found.append((step, path))
     return [path for _, path in sorted(found)]
 
 

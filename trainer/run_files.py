@@ -52,9 +52,9 @@ def describe_checkpoints(output_dir: str) -> list[dict]:
 
 
 def _step_of(name: str) -> int:
-    base = name[len(ckpt.TMP_PREFIX):] if name.startswith(ckpt.TMP_PREFIX) else name
-    prefix = ckpt.PREFIX_CHECKPOINT_DIR + "-"
-    return int(base[len(prefix):]) if base.startswith(prefix) and base[len(prefix):].isdigit() else -1
+    """N of ``checkpoint-N`` or of a save in progress (``tmp-checkpoint-N``); -1 for any other name."""
+    step = ckpt.checkpoint_step(name.removeprefix(ckpt.TMP_PREFIX))
+    return -1 if step is None else step
 
 
 def _newest_state(output_dir: str, complete: set[str]) -> dict | None:

@@ -11,7 +11,8 @@ import signal
 import socket
 import subprocess
 
-ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+# PYTHONFAULTHANDLER: a process that aborts or crashes prints every Python thread's stack to stderr
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", "PYTHONFAULTHANDLER": "1"}
 
 
 def free_port() -> int:

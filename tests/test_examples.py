@@ -200,7 +200,7 @@ def run_documented(launcher: str, launcher_flags: list[str], script_flags: list[
            "--output_dir", str(out), "--max_steps", "4", "--eval_strategy", "no", "--save_strategy", "steps",
            "--save_steps", "4", "--disable_tqdm", "true"]
     result = run(cmd, timeout=300, env={**ENV, "PYTHONPATH": ROOT})
-    assert result.returncode == 0, result.stderr[-4000:]
+    assert result.returncode == 0, f"stdout tail:\n{result.stdout[-1500:]}\nstderr tail:\n{result.stderr[-4000:]}"
     return result.stdout
 
 

@@ -244,3 +244,43 @@ def test_a_failing_rank_makes_the_other_exit_within_ddp_timeout(tmp_path, fault)
     assert "a collective of the distributed run failed on process 0: another process died or stopped answering " \
            f"(ddp_timeout={timeout} s)" in err
     assert time.monotonic() - begin < timeout + 90
+
+
+def test_exit_waits_until_the_gloo_threads_are_idle():
+    """The exit handler (trainer.teardown) returns only once threads named like gloo's workers sleep:
+    a busy one keeps it waiting until the timeout, an idle one lets it go at once."""
+    import ctypes
+    import threading
+
+    from trainer import teardown
+
+    if teardown._thread_states() is None:
+        pytest.skip("needs /proc")
+    libc = ctypes.CDLL(None)
+    stop, named = threading.Event(), threading.Event()
+    busy = threading.Event()
+    busy.set()
+
+    def worker():
+        libc.prctl(15, b"pt_gloo_runloop", 0, 0, 0)  # PR_SET_NAME: look like gloo's worker to /proc
+        named.set()
+        while not stop.is_set():
+            if busy.is_set():
+                sum(range(1000))  # running: state R
+            else:
+                stop.wait(0.5)  # asleep: state S
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    try:
+        named.wait(5)
+        assert teardown._thread_states() != []
+        t0 = time.monotonic()
+        assert teardown.wait_for_idle_threads(timeout=0.3) is False
+        assert time.monotonic() - t0 >= 0.3
+        busy.clear()
+        assert teardown.wait_for_idle_threads(timeout=5) is True
+    finally:
+        stop.set()
+        thread.join()
+    assert teardown._thread_states() == []

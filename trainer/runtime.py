@@ -20,6 +20,8 @@ import random
 import numpy as np
 import torch
 
+from trainer.teardown import own_process_group
+
 logger = logging.getLogger(__name__)
 
 
@@ -55,32 +57,6 @@ def configure_logging(args, runtime) -> None:
         return
     for name in LOGGERS:
         logging.getLogger(name).setLevel(level.upper())
-
-
-_TEARDOWN_REGISTERED = False
-
-
-def _destroy_process_group_at_exit() -> None:
-    """Tear the process group down while the interpreter is still whole.
-
-    Left to interpreter teardown, gloo's and the store's C++ threads can be destroyed while still
-    joinable, which aborts the process ("terminate called without an active exception", SIGABRT)
-    after a run that finished well. Only groups this package created are destroyed (see Runtime).
-    """
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized():
-        with contextlib.suppress(Exception):  # a peer that died first must not turn a good exit into a failure
-            dist.destroy_process_group()
-
-
-def _own_process_group() -> None:
-    global _TEARDOWN_REGISTERED
-    if not _TEARDOWN_REGISTERED:
-        import atexit
-
-        atexit.register(_destroy_process_group_at_exit)
-        _TEARDOWN_REGISTERED = True
 
 
 def set_seed(seed: int, deterministic: bool = False) -> None:
@@ -146,7 +122,7 @@ class Runtime:
         self.is_local_main_process = acc.is_local_main_process
         self.distributed = acc.num_processes > 1
         if self.distributed and not group_existed:  # we (through accelerate) created it: we tear it down
-            _own_process_group()
+            own_process_group()
         self.scaler = acc.scaler
         from accelerate.utils import DistributedType
 

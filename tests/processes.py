@@ -11,8 +11,7 @@ import signal
 import socket
 import subprocess
 
-# PYTHONFAULTHANDLER: a process that aborts or crashes prints every Python thread's stack to stderr
-ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", "PYTHONFAULTHANDLER": "1"}
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}  # conftest sets PYTHONFAULTHANDLER
 
 
 def free_port() -> int:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -284,3 +285,26 @@ def test_exit_waits_until_the_gloo_threads_are_idle():
         stop.set()
         thread.join()
     assert teardown._thread_states() == []
+
+
+def test_the_exit_handler_keeps_a_late_gloo_callback_from_aborting_the_process():
+    """The abort this guards against, made certain: without the handler a rank dies of SIGABRT at exit."""
+    script = os.path.join(ROOT, "tests", "scripts", "exit_with_callback.py")
+
+    def two_ranks(*flags):
+        env = {**ENV, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port()), "WORLD_SIZE": "2",
+               "PYTHONPATH": ROOT}
+        procs = [start([sys.executable, script, *flags], {**env, "RANK": str(r)}) for r in (0, 1)]
+        try:
+            errs = [finish(proc, timeout=120)[1] for proc in procs]
+        finally:
+            for proc in procs:
+                kill_group(proc)
+        return [proc.returncode for proc in procs], errs
+
+    codes, errs = two_ranks("--teardown")
+    assert codes == [0, 0], errs
+    codes, errs = two_ranks()  # the control: this torch and Python abort without the handler
+    if codes == [0, 0]:
+        pytest.skip("this torch/Python no longer aborts when a gloo thread needs the GIL at exit")
+    assert -signal.SIGABRT in codes and "terminate called without an active exception" in "".join(errs), (codes, errs)

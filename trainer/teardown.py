@@ -3,19 +3,22 @@
 A run that finished well could still die at exit with SIGABRT ("terminate called without an
 active exception"), rarely and only under load. The mechanism:
 
-- gloo runs each collective on a worker thread (``pt_gloo_runloop``) and marks it complete
-  *before* the thread lets go of the work, and with it of the tensors the work holds;
-- if Python has dropped such a tensor meanwhile, releasing it needs the GIL;
+- gloo runs each collective on a worker thread (``pt_gloo_runloop``); the thread can still have
+  Python to touch after the collective completed: a future's callback, or a tensor whose Python
+  object it releases last (it marks the work complete *before* it lets go of it);
 - a thread that asks for the GIL once the interpreter is finalizing is ended with
-  ``pthread_exit`` (Python < 3.14), whose forced unwind through torch's ``noexcept``
-  destructors calls ``std::terminate``.
+  ``pthread_exit`` (Python < 3.14), whose forced unwind through torch's ``noexcept`` code calls
+  ``std::terminate``. torch's own ``destroy_process_group`` waits for completion hooks for this
+  reason, and only for those.
 
-``destroy_process_group()`` would join those threads, but it cannot after a
-``DistributedDataParallel`` was built: DDP keeps the process group alive in C++ (torch
-2.13), so its threads outlive every Python reference. So the exit handler registered here,
-which runs while the interpreter is still whole, destroys the group and then waits (half a
-second at most) until the group's native threads are idle, with the GIL released so that a
-thread waiting for it can finish. Only groups this package created are torn down (see Runtime).
+``tests/scripts/exit_with_callback.py`` makes the abort certain. ``destroy_process_group()`` joins
+the worker threads, but not after a ``DistributedDataParallel`` was built: DDP keeps the group
+alive in C++ (torch 2.13), so its threads outlive every Python reference. So the exit handler
+registered here, which runs while the interpreter is still whole, destroys the group and then
+waits (half a second at most) until the group's native threads sleep, with the GIL released so
+that a thread waiting for it can finish. A thread asleep in a collective that a slower peer has
+not joined yet looks idle too: an ``async_op`` collective left unwaited at exit is the caller's
+to wait for. Only groups this package created are torn down (see Runtime).
 """
 
 from __future__ import annotations

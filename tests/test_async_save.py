@@ -74,7 +74,8 @@ class WatchSteps(TrainerCallback):
 
     def on_step_end(self, args, state, control, **kwargs):
         trainer = self.box[0]
-        if state.global_step > self.save_step and trainer.checkpoint_writer.busy:
+        # until the gate opens the write cannot finish; after it, the thread may be renaming or ending
+        if state.global_step > self.save_step and trainer.checkpoint_writer.busy and not self.gate.release.is_set():
             self.stepped_while_writing.append(state.global_step)
             assert not os.path.exists(os.path.join(args.output_dir, f"checkpoint-{self.save_step}"))
             if len(self.stepped_while_writing) == 2:

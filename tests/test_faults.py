@@ -255,7 +255,8 @@ def test_exit_waits_until_the_gloo_threads_are_idle():
 
     from trainer import teardown
 
-    if teardown._thread_states() is None:
+    before = teardown._thread_states()
+    if before is None:
         pytest.skip("needs /proc")
     libc = ctypes.CDLL(None)
     stop, named = threading.Event(), threading.Event()
@@ -275,7 +276,7 @@ def test_exit_waits_until_the_gloo_threads_are_idle():
     thread.start()
     try:
         named.wait(5)
-        assert teardown._thread_states() != []
+        assert len(teardown._thread_states()) == len(before) + 1  # gloo threads of earlier tests may be there
         t0 = time.monotonic()
         assert teardown.wait_for_idle_threads(timeout=0.3) is False
         assert time.monotonic() - t0 >= 0.3
@@ -284,7 +285,7 @@ def test_exit_waits_until_the_gloo_threads_are_idle():
     finally:
         stop.set()
         thread.join()
-    assert teardown._thread_states() == []
+    assert len(teardown._thread_states()) == len(before)
 
 
 def test_the_exit_handler_keeps_a_late_gloo_callback_from_aborting_the_process():

@@ -285,6 +285,9 @@ def test_exit_waits_until_the_gloo_threads_are_idle():
     finally:
         stop.set()
         thread.join()
+    deadline = time.monotonic() + 5  # join() returns before the OS has removed the thread from /proc
+    while len(teardown._thread_states()) != len(before) and time.monotonic() < deadline:
+        time.sleep(0.01)
     assert len(teardown._thread_states()) == len(before)
 
 

@@ -243,3 +243,53 @@ def test_local_metric_names_are_checked():
 
     with pytest.raises(ValueError, match=r"no local metric named 'bleu'; local metrics: \['accuracy', 'f1'\]"):
         load_metric("bleu")
+
+
+class _Cache:
+    """Stands in for a transformers ``Cache`` object: not a tensor, cannot be gathered."""
+
+
+class CachingModel(torch.nn.Module):
+    """Returns what a generative transformers model returns: loss, logits and a cache object; with a
+    ``config`` holding ``keys_to_ignore_at_inference`` when one is given."""
+
+    def __init__(self, ignore=None, cache_key="past_key_values", as_tuple=False):
+        super().__init__()
+        self.a = torch.nn.Parameter(torch.tensor(2.0))
+        self.cache_key, self.as_tuple = cache_key, as_tuple
+        if ignore is not None:
+            self.config = type("Config", (), {"keys_to_ignore_at_inference": ignore})()
+
+    def forward(self, input_x, labels=None):
+        y = input_x * self.a
+        hidden = torch.stack([y, -y], dim=-1)
+        if self.as_tuple:
+            return (torch.nn.functional.mse_loss(y, labels), y, _Cache(), hidden)
+        return {"loss": torch.nn.functional.mse_loss(y, labels), "logits": y, self.cache_key: _Cache(),
+                "hidden": hidden}
+
+
+@pytest.mark.parametrize("model_kwargs, kept", [
+    ({}, 2),                                            # no config: the cache key is dropped by default
+    ({"cache_key": "some_state"}, 2),                   # an unlisted key holding an object: dropped, not gathered
+    ({"ignore": ["hidden"], "cache_key": "mems"}, 1),   # the config's list is honoured, objects still dropped
+    ({"as_tuple": True}, 2),                            # tuple outputs: the object is dropped, order kept
+])
+def test_predict_drops_cache_objects_and_ignored_keys_from_the_predictions(tmp_path, model_kwargs, kept):
+    """transformers 5.25 models return an ``EncoderDecoderCache``/``DynamicCache`` among their outputs
+    and no longer list it in ``keys_to_ignore_at_inference``: predict() must not try to gather it."""
+    trainer = Trainer(CachingModel(**model_kwargs), regression_args(tmp_path))
+    data = RegressionDataset(20)
+    out = trainer.predict(data)
+    preds = out.predictions if isinstance(out.predictions, tuple) else (out.predictions,)
+    assert len(preds) == kept
+    np.testing.assert_array_equal(preds[0], 2.0 * data.x)
+    if kept == 2:
+        np.testing.assert_array_equal(preds[1], np.stack([2.0 * data.x, -2.0 * data.x], axis=-1))
+    assert out.metrics["test_loss"] == pytest.approx(float(np.mean((2.0 * data.x - data.labels[0]) ** 2)), rel=1e-6)
+
+
+def test_ignore_keys_passed_to_predict_win_over_the_defaults(tmp_path):
+    trainer = Trainer(CachingModel(), regression_args(tmp_path))
+    out = trainer.predict(RegressionDataset(20), ignore_keys=["logits"])
+    assert out.predictions.shape == (20, 2)  # only "hidden" is left

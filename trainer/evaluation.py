@@ -265,12 +265,34 @@ class LabelSmoother:
         )
 
 
+# Outputs that are never predictions: the key-value cache of generative models. transformers names it
+# ``past_key_values`` (and ``cache`` in a few models); its configs used to list it in
+# ``keys_to_ignore_at_inference``, which transformers 5.25 dropped from most of them.
+DEFAULT_IGNORE_KEYS = ("past_key_values", "cache")
+
+
+def inference_ignore_keys(model) -> list[str]:
+    """The output keys ``prediction_step`` drops when the caller passes no ``ignore_keys``: the model
+    config's ``keys_to_ignore_at_inference`` when it declares one, else the cache keys above."""
+    config = getattr(model, "config", None)
+    keys = getattr(config, "keys_to_ignore_at_inference", None) if config is not None else None
+    return list(keys) if keys is not None else list(DEFAULT_IGNORE_KEYS)
+
+
+def is_prediction(value) -> bool:
+    """A tensor, or a list/tuple/dict whose leaves are all tensors: what evaluation can gather and store.
+    ``None`` and other objects (a ``Cache``, a string) are not."""
+    leaves = nested_leaves(value)
+    return bool(leaves) and all(isinstance(t, torch.Tensor) for t in leaves)
+
+
 def strip_outputs(outputs, ignore_keys: list[str], drop_first: bool):
-    """Model outputs without the loss (and ``ignore_keys``), as a tuple of tensors."""
+    """Model outputs as a tuple of predictions: without the loss, ``ignore_keys`` and any value that is
+    not made of tensors (a cache object under a key nobody listed)."""
     if isinstance(outputs, torch.Tensor):
         return None if drop_first else outputs
     if isinstance(outputs, Mapping):
-        kept = tuple(v for k, v in outputs.items() if k not in ignore_keys and k != "loss" and v is not None)
+        kept = tuple(v for k, v in outputs.items() if k not in ignore_keys and k != "loss" and is_prediction(v))
         return kept or None
-    kept = tuple(outputs[1:] if drop_first else outputs)
+    kept = tuple(v for v in (outputs[1:] if drop_first else outputs) if is_prediction(v))
     return kept or None

@@ -51,6 +51,7 @@ from .evaluation import (
     LabelSmoother,
     PredictionOutput,
     TrainOutput,
+    inference_ignore_keys,
     nested_detach,
     strip_outputs,
 )
@@ -744,8 +745,7 @@ class Trainer(SearchMixin, HubMixin):
             labels = tuple(inputs[k].detach() for k in self.label_names)
             labels = labels[0] if len(labels) == 1 else labels
         if ignore_keys is None:
-            config = getattr(self.model, "config", None)
-            ignore_keys = list(getattr(config, "keys_to_ignore_at_inference", []) or [])
+            ignore_keys = inference_ignore_keys(self.model)
         with torch.no_grad():
             if has_labels or not is_dict:
                 loss, outputs = self.compute_loss(model, inputs, return_outputs=True)

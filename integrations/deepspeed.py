@@ -41,7 +41,7 @@ import os
 
 import torch
 
-from .parallel import ParallelStrategy, load_json_option
+from .strategy import EngineStrategy, load_json_option
 
 logger = logging.getLogger(__name__)
 
@@ -227,9 +227,19 @@ def load_fp32_weights(checkpoint_dir: str, model: torch.nn.Module | None = None)
 
 
 # -- the strategy -------------------------------------------------------------------------
-class DeepSpeedStrategy(ParallelStrategy):
-    name = "deepspeed"
+class DeepSpeedStrategy(EngineStrategy):
+    name = argument = "deepspeed"
+    example = "deepspeed='configs/ds_zero2.json'"
     engine_loads_weights = True
+    own_mixed_precision = True  # DeepSpeed's fp16 and loss scaler
+    owns_optimizer_step = True
+    may_skip_steps = True  # an fp16 overflow skips the step
+    restores_own_files = True
+
+    @classmethod
+    def validate_arguments(cls, args) -> None:
+        super().validate_arguments(args)
+        load_config(args.deepspeed)
 
     def __init__(self, args):
         super().__init__(args)
@@ -319,6 +329,11 @@ class DeepSpeedStrategy(ParallelStrategy):
 
     def optimizer_state_dict(self, optimizer) -> dict | None:
         return None  # partitions are in the engine's files
+
+    def no_weights_file_note(self, directory: str) -> str:
+        return (f"ZeRO-3 weights are partitioned and stage3_gather_16bit_weights_on_model_save is off, so {directory} "
+                "gets DeepSpeed's checkpoint files; rebuild full weights with "
+                f"integrations.deepspeed.load_fp32_weights({directory!r}) or {directory}/zero_to_fp32.py")
 
     def save_engine_state(self, directory: str, step: int) -> None:
         self.engine.save_checkpoint(directory, tag=f"global_step{step}")

@@ -22,7 +22,7 @@ import importlib.util
 
 import torch
 
-from .parallel import ParallelStrategy, parse_options
+from .strategy import EngineStrategy, parse_options
 
 SHARDED_DDP_OPTIONS = ("simple", "zero_dp_2", "zero_dp_3", "offload", "auto_wrap")
 FULLY_SHARDED = ("zero_dp_2", "zero_dp_3", "offload")
@@ -38,8 +38,26 @@ def parse_sharded_ddp(value) -> list[str]:
     return options
 
 
-class ShardedDDPStrategy(ParallelStrategy):
-    name = "sharded_ddp"
+class ShardedDDPStrategy(EngineStrategy):
+    name = argument = "sharded_ddp"
+    example = "sharded_ddp='simple'"
+    supports_grad_scaler = False
+
+    @classmethod
+    def validate_arguments(cls, args) -> None:
+        options = parse_sharded_ddp(args.sharded_ddp)
+        if any(o in FULLY_SHARDED for o in options) and (args.use_cpu or not torch.cuda.is_available()):
+            raise ValueError(
+                f"sharded_ddp={args.sharded_ddp!r} is FairScale's FullyShardedDataParallel, which needs CUDA GPUs. "
+                "On the CPU use sharded_ddp='simple' (OSS + ShardedDataParallel) or fsdp='full_shard' (torch "
+                "FSDP2, the maintained successor of FairScale)"
+            )
+        super().validate_arguments(args)
+
+    @classmethod
+    def for_arguments(cls, args) -> ShardedDDPStrategy:
+        fully = any(o in FULLY_SHARDED for o in parse_sharded_ddp(args.sharded_ddp))
+        return FairScaleFSDPStrategy(args) if fully else cls(args)
 
     def __init__(self, args):
         super().__init__(args)
@@ -66,6 +84,12 @@ class ShardedDDPStrategy(ParallelStrategy):
 
     def prepare_for_evaluation(self, model):
         return model.to(self.accelerator.device)  # the full model on each process
+
+    def unwrap(self, model: torch.nn.Module) -> torch.nn.Module:
+        model = super().unwrap(model)
+        while type(model).__name__ == "ShardedDataParallel":  # FairScale's wrapper, unknown to accelerate
+            model = model.module
+        return model
 
     def prepare(self, model, optimizer, make_scheduler, max_steps: int, warmup_steps: int):
         from fairscale.nn.data_parallel import ShardedDataParallel

@@ -29,7 +29,7 @@ import os
 
 import torch
 
-from .parallel import ParallelStrategy, load_json_option, parse_options
+from .strategy import EngineStrategy, load_json_option, parse_options
 
 FSDP_OPTIONS = ("full_shard", "shard_grad_op", "hybrid_shard", "offload", "auto_wrap")
 FSDP_CONFIG_KEYS = ("transformer_layer_cls_to_wrap", "min_num_params", "state_dict_type", "reshard_after_forward",
@@ -67,9 +67,19 @@ def load_fsdp_config(value) -> dict:
     return config
 
 
-class FSDPStrategy(ParallelStrategy):
-    name = "fsdp"
+class FSDPStrategy(EngineStrategy):
+    name = argument = "fsdp"
+    example = "fsdp='full_shard'"
+    companion_arguments = ("fsdp_config",)
     collective_forward = True
+    supports_grad_scaler = False
+    restores_own_files = True
+
+    @classmethod
+    def validate_arguments(cls, args) -> None:
+        parse_fsdp(args.fsdp)
+        load_fsdp_config(args.fsdp_config)
+        super().validate_arguments(args)
 
     def __init__(self, args):
         super().__init__(args)

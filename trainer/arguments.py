@@ -1,7 +1,7 @@
-"""TrainingArguments: every knob of a run, with help text, validated in one place.
+"""TrainingArguments: every knob of a run, with help text; its rules are in ``argument_checks.py``.
 
 The help of each field lives in ``field(metadata={"help": ...})`` so the CLI ``--help``,
-the docs and the YAML presets come from one source. ``validate()`` holds every rule; it runs
+the docs and the YAML presets come from one source. ``validate()`` runs every rule; it runs
 in ``__post_init__`` and again when a Trainer is built (arguments may be edited in between).
 Steps given as a float below 1 (``logging_steps=0.1``) are a fraction of the total steps,
 resolved by :func:`resolve_steps` once the total is known.
@@ -13,29 +13,29 @@ import contextlib
 import dataclasses
 import json
 import math
-import numbers
 import os
-import socket
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 from callbacks.strategies import IntervalStrategy, SaveStrategy
-from integrations.hub import HUB_STRATEGIES
 
-from .optim import OPTIMIZER_NAMES, SCHEDULER_NAMES, parse_optim_args
-
-LOG_LEVELS = ("debug", "info", "warning", "error", "critical", "passive")
-TORCH_COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
-DDP_BACKENDS = ("gloo", "nccl", "mpi", "ccl", "hccl", "cncl", "mccl", "xccl")
-INCLUDE_FOR_METRICS = ("inputs", "loss")
+from .argument_checks import (
+    DDP_BACKENDS,
+    HUB_STRATEGIES,
+    LOG_LEVELS,
+    NONFINITE_LOSS,
+    OPTIMIZER_NAMES,
+    SCHEDULER_NAMES,
+    TORCH_COMPILE_MODES,
+    check_arguments,
+    normalize_arguments,
+)
 
 
 def _help(text: str, **extra) -> dict:
     return {"help": text, **extra}
 
 
-NONFINITE_LOSS = ("ignore", "skip", "stop")
 
 
 @dataclass
@@ -402,213 +402,14 @@ class TrainingArguments:
 
     # ------------------------------------------------------------------------------------
     def __post_init__(self) -> None:
-        if self.evaluation_strategy is not None:
-            if self.eval_strategy not in ("no", self.evaluation_strategy):
-                raise ValueError(
-                    f"evaluation_strategy={self.evaluation_strategy!r} and eval_strategy={self.eval_strategy!r} "
-                    "disagree: evaluation_strategy is the old name of eval_strategy, give only eval_strategy"
-                )
-            self.eval_strategy = self.evaluation_strategy
-            self.evaluation_strategy = None
-        self.output_dir = os.fspath(self.output_dir)
-        check_field_types(self)
-        for name, enum in (
-            ("eval_strategy", IntervalStrategy),
-            ("logging_strategy", IntervalStrategy),
-            ("save_strategy", SaveStrategy),
-        ):
-            value = getattr(self, name)
-            if value not in enum.values():
-                raise ValueError(f"{name}={value!r} is not valid; choose from {enum.values()}")
-            setattr(self, name, enum(value))
-        for name in ("lr_scheduler_kwargs", "gradient_checkpointing_kwargs"):
-            value = getattr(self, name)
-            if isinstance(value, str):
-                try:
-                    setattr(self, name, json.loads(value))
-                except json.JSONDecodeError as e:
-                    raise ValueError(f"{name}={value!r} is not valid JSON: write it as '{{\"key\": 1}}' ({e})") from e
-        if isinstance(self.include_for_metrics, str):
-            self.include_for_metrics = [s.strip() for s in self.include_for_metrics.split(",") if s.strip()]
-        self.include_for_metrics = list(self.include_for_metrics)
-        if self.include_inputs_for_metrics and "inputs" not in self.include_for_metrics:
-            self.include_for_metrics.append("inputs")
-        if isinstance(self.report_to, str) and "," in self.report_to:
-            self.report_to = [s.strip() for s in self.report_to.split(",")]
-        if self.eval_strategy != IntervalStrategy.NO:
-            self.do_eval = True
-        if self.eval_strategy == IntervalStrategy.STEPS and self.eval_steps is None:
-            self.eval_steps = self.logging_steps
-        if self.load_best_model_at_end and self.metric_for_best_model is None:
-            self.metric_for_best_model = "loss"
-        if self.greater_is_better is None and self.metric_for_best_model is not None:
-            self.greater_is_better = not self.metric_for_best_model.endswith("loss")
-        if self.torch_compile_backend is not None or self.torch_compile_mode is not None:
-            self.torch_compile = True
-        if self.torch_compile and self.torch_compile_backend is None:
-            self.torch_compile_backend = "inductor"
-        if self.local_rank == -1 and "LOCAL_RANK" in os.environ:
-            self.local_rank = int(os.environ["LOCAL_RANK"])
-        if self.logging_dir is None:
-            stamp = datetime.now().strftime("%b%d_%H-%M-%S")
-            self.logging_dir = os.path.join(self.output_dir, "runs", f"{stamp}_{socket.gethostname()}")
-        if self.run_name is None:
-            self.run_name = self.output_dir
-        if self.disable_tqdm is None:
-            self.disable_tqdm = self.log_level in ("error", "critical")
-        self.validate()
+        """Aliases and string forms normalised, defaults that depend on other fields filled, then validated
+        (``trainer/argument_checks.py``)."""
+        normalize_arguments(self)
 
     def validate(self) -> None:
-        """Check every rule; raise ValueError naming the argument, its value and the fix."""
-        _check_positive_int(self, "per_device_train_batch_size", "per_device_eval_batch_size",
-                            "gradient_accumulation_steps")
-        if self.eval_accumulation_steps is not None:
-            _check_positive_int(self, "eval_accumulation_steps")
-        if self.include_num_input_tokens_seen not in (True, False, "all", "non_padding", "no"):
-            raise ValueError(f"include_num_input_tokens_seen={self.include_num_input_tokens_seen!r} is not valid; "
-                             "choose True/'all' (every token), 'non_padding' or False/'no'")
-        if self.nonfinite_loss not in NONFINITE_LOSS:
-            raise ValueError(f"nonfinite_loss={self.nonfinite_loss!r} is not valid; choose from {list(NONFINITE_LOSS)}")
-        if self.nonfinite_loss == "skip" and self.deepspeed:
-            raise ValueError("nonfinite_loss='skip' cannot be used with deepspeed: its engine owns the optimizer step "
-                             "(and its fp16 loss scaler already skips overflowing steps); use 'stop' or 'ignore'")
-        if self.resume_weights_only and (self.deepspeed or self.fsdp):
-            raise ValueError("resume_weights_only=True works without an engine: DeepSpeed and FSDP restore their own "
-                             "checkpoint files; resume those with resume_weights_only=False")
-        if self.hub_strategy not in HUB_STRATEGIES:
-            raise ValueError(f"hub_strategy={self.hub_strategy!r} is not valid; choose from {list(HUB_STRATEGIES)}")
-        unknown = sorted(set(self.include_for_metrics) - set(INCLUDE_FOR_METRICS))
-        if unknown:
-            raise ValueError(f"include_for_metrics={self.include_for_metrics}: unknown {unknown}; choose from "
-                             f"{list(INCLUDE_FOR_METRICS)}")
-        for name in ("learning_rate", "weight_decay", "warmup_steps", "eval_delay", "dataloader_num_workers"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name}={getattr(self, name)} must be >= 0")
-        if self.max_grad_norm is not None and self.max_grad_norm < 0:
-            raise ValueError(f"max_grad_norm={self.max_grad_norm} must be >= 0 (0 or None disables clipping)")
-        if not 0.0 <= self.warmup_ratio <= 1.0:
-            raise ValueError(f"warmup_ratio={self.warmup_ratio} must be in [0, 1]: it is a fraction of the total steps")
-        if not 0.0 <= self.label_smoothing_factor < 1.0:
-            raise ValueError(f"label_smoothing_factor={self.label_smoothing_factor} must be in [0, 1)")
-        for name in ("adam_beta1", "adam_beta2"):
-            if not 0.0 <= getattr(self, name) < 1.0:
-                raise ValueError(f"{name}={getattr(self, name)} must be in [0, 1)")
-        if self.adam_epsilon <= 0:
-            raise ValueError(f"adam_epsilon={self.adam_epsilon} must be > 0")
-        if self.max_steps == 0 or self.max_steps < -1:
-            raise ValueError(f"max_steps={self.max_steps} must be a positive number of steps, or -1 to use num_train_epochs")
-        if self.max_steps == -1 and self.num_train_epochs <= 0:
-            raise ValueError(f"num_train_epochs={self.num_train_epochs} must be > 0 (or set max_steps > 0)")
-        _check_steps(self, "logging_steps", self.logging_strategy == IntervalStrategy.STEPS)
-        _check_steps(self, "eval_steps", self.eval_strategy == IntervalStrategy.STEPS)
-        _check_steps(self, "save_steps", self.save_strategy == SaveStrategy.STEPS)
-        if self.fp16 and self.bf16:
-            raise ValueError("fp16=True and bf16=True were both set: choose one mixed precision mode")
-        if self.fp16_full_eval and self.bf16_full_eval:
-            raise ValueError("fp16_full_eval=True and bf16_full_eval=True were both set: choose one")
-        if self.tf32:
-            import torch
-
-            if not (torch.cuda.is_available() and torch.cuda.get_device_capability()[0] >= 8):
-                raise ValueError("tf32=True needs an Ampere or newer CUDA GPU; set tf32=None (or False) on this machine")
-        if self.optim not in OPTIMIZER_NAMES:
-            raise ValueError(f"optim={self.optim!r} is not a known optimizer; choose from: {', '.join(OPTIMIZER_NAMES)}")
-        if self.optim_args:
-            parse_optim_args(self.optim_args)
-        if self.lr_scheduler_type not in SCHEDULER_NAMES:
-            raise ValueError(
-                f"lr_scheduler_type={self.lr_scheduler_type!r} is not a known schedule; "
-                f"choose from: {', '.join(SCHEDULER_NAMES)}"
-            )
-        for name in ("lr_scheduler_kwargs", "gradient_checkpointing_kwargs"):
-            value = getattr(self, name)
-            if value is not None and not isinstance(value, dict):
-                raise ValueError(f"{name}={value!r} must be a dict (or a JSON object string)")
-        for name in ("log_level", "log_level_replica"):
-            if getattr(self, name) not in LOG_LEVELS:
-                raise ValueError(f"{name}={getattr(self, name)!r} is not valid; choose from {list(LOG_LEVELS)}")
-        if self.ddp_backend is not None and self.ddp_backend not in DDP_BACKENDS:
-            raise ValueError(f"ddp_backend={self.ddp_backend!r} is not valid; choose from {list(DDP_BACKENDS)}")
-        if self.ddp_backend == "nccl" and (self.use_cpu or not _cuda_available()):
-            raise ValueError("ddp_backend='nccl' needs CUDA GPUs; on the CPU use ddp_backend='gloo' (or leave it unset)")
-        if self.ddp_timeout <= 0:
-            raise ValueError(f"ddp_timeout={self.ddp_timeout} must be > 0 seconds")
-        if self.ddp_bucket_cap_mb is not None and self.ddp_bucket_cap_mb <= 0:
-            raise ValueError(f"ddp_bucket_cap_mb={self.ddp_bucket_cap_mb} must be > 0 (or None for torch's default)")
-        if self.save_total_limit is not None and self.save_total_limit < 1:
-            raise ValueError(f"save_total_limit={self.save_total_limit} must be >= 1, or None to keep every checkpoint")
-        if self.dataloader_persistent_workers and self.dataloader_num_workers == 0:
-            raise ValueError(
-                "dataloader_persistent_workers=True needs worker processes: set dataloader_num_workers > 0"
-            )
-        if self.torch_compile_mode is not None and self.torch_compile_mode not in TORCH_COMPILE_MODES:
-            raise ValueError(f"torch_compile_mode={self.torch_compile_mode!r} is not valid; choose from {list(TORCH_COMPILE_MODES)}")
-        if self.save_strategy == SaveStrategy.BEST and self.metric_for_best_model is None:
-            raise ValueError("save_strategy='best' needs metric_for_best_model, e.g. metric_for_best_model='eval_loss'")
-        if self.metric_for_best_model is not None and self.eval_strategy == IntervalStrategy.NO and (
-            self.load_best_model_at_end or self.save_strategy == SaveStrategy.BEST
-        ):
-            raise ValueError(
-                "load_best_model_at_end / save_strategy='best' compare evaluation metrics, but eval_strategy='no': "
-                "set eval_strategy='steps' or 'epoch'"
-            )
-        if self.load_best_model_at_end and self.save_strategy != SaveStrategy.BEST:
-            if self.save_strategy == SaveStrategy.NO:
-                raise ValueError(
-                    "load_best_model_at_end=True needs checkpoints, but save_strategy='no': set save_strategy to "
-                    f"{self.eval_strategy.value!r} (the eval_strategy) or 'best'"
-                )
-            if self.eval_strategy != self.save_strategy:
-                raise ValueError(
-                    "load_best_model_at_end=True requires save_strategy to match eval_strategy: got "
-                    f"save_strategy={self.save_strategy.value!r} and eval_strategy={self.eval_strategy.value!r}; "
-                    "set both to the same value"
-                )
-            if self.eval_strategy == IntervalStrategy.STEPS and not _is_multiple(self.save_steps, self.eval_steps):
-                raise ValueError(
-                    "load_best_model_at_end=True requires save_steps to be a multiple of eval_steps (so every saved "
-                    f"checkpoint was evaluated): got save_steps={self.save_steps} and eval_steps={self.eval_steps}"
-                )
-        self._validate_parallel()
-        from integrations.reporting import resolve_report_to
-
-        resolve_report_to(self.report_to)
-
-    def _validate_parallel(self) -> None:
-        """deepspeed / sharded_ddp / fsdp: one at a time, options known, CUDA-only modes refused on the CPU."""
-        chosen = [name for name in ("deepspeed", "sharded_ddp", "fsdp") if getattr(self, name)]
-        if len(chosen) > 1:
-            raise ValueError(f"{' and '.join(chosen)} were both set: choose one way to shard the training")
-        if self.sharded_ddp:
-            from integrations.fairscale import FULLY_SHARDED, parse_sharded_ddp
-
-            options = parse_sharded_ddp(self.sharded_ddp)
-            if any(o in FULLY_SHARDED for o in options) and (self.use_cpu or not _cuda_available()):
-                raise ValueError(
-                    f"sharded_ddp={self.sharded_ddp!r} is FairScale's FullyShardedDataParallel, which needs CUDA GPUs. "
-                    "On the CPU use sharded_ddp='simple' (OSS + ShardedDataParallel) or fsdp='full_shard' (torch "
-                    "FSDP2, the maintained successor of FairScale)"
-                )
-        if self.fsdp:
-            from integrations.fsdp import load_fsdp_config, parse_fsdp
-
-            parse_fsdp(self.fsdp)
-            load_fsdp_config(self.fsdp_config)
-        elif self.fsdp_config:
-            raise ValueError("fsdp_config is set but fsdp is not: set fsdp='full_shard' (or remove fsdp_config)")
-        if (self.sharded_ddp or self.fsdp) and self.fp16:
-            raise ValueError(f"fp16=True with {chosen[0]}: the gradient scaler does not support sharded gradients "
-                             "here; use bf16=True")
-        if chosen and self.save_async:
-            raise ValueError(f"save_async=True with {chosen[0]}: the engine writes its sharded checkpoint files itself, "
-                             "from every process, during the save; unset save_async")
-        if chosen and self.save_on_each_node:
-            raise ValueError(f"save_on_each_node=True with {chosen[0]}: sharded checkpoints are written by every "
-                             "process into one directory, which needs a filesystem shared by the nodes; unset it")
-        if self.deepspeed:
-            from integrations.deepspeed import load_config
-
-            load_config(self.deepspeed)
+        """Check every rule (``trainer/argument_checks.py``); raise ValueError naming the argument, its value
+        and the fix."""
+        check_arguments(self)
 
     # ------------------------------------------------------------------------------------
     @property
@@ -739,87 +540,6 @@ def resolve_steps(value: float, max_steps: int) -> int:
     if value < 1:
         return max(1, math.ceil(max_steps * value))
     return int(value)
-
-
-def _check_positive_int(args: TrainingArguments, *names: str) -> None:
-    for name in names:
-        value = getattr(args, name)
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ValueError(f"{name}={value!r} must be a whole number >= 1")
-
-
-_KINDS = {"bool": (bool,), "int": (numbers.Integral,), "float": (numbers.Real,), "str": (str,), "None": (type(None),),
-          "list": (list, tuple), "list[str]": (list, tuple), "dict": (dict,)}
-_KIND_NAMES = {"bool": "True or False", "int": "an integer", "float": "a number", "str": "a string", "None": "None",
-               "list": "a list", "list[str]": "a list of strings", "dict": "a dict"}
-_FIELD_KINDS: dict[type, dict[str, list[str]]] = {}
-
-
-def _field_kinds(cls) -> dict[str, list[str]]:
-    """``{field: ['int', 'None']}`` from the fields' annotations; fields with other annotations are left out."""
-    kinds = _FIELD_KINDS.get(cls)
-    if kinds is None:
-        kinds = {}
-        for f in dataclasses.fields(cls):
-            parts = [p.strip() for p in str(f.type).split("|")]
-            if f.init and all(p in _KINDS for p in parts):
-                kinds[f.name] = parts
-        _FIELD_KINDS[cls] = kinds
-    return kinds
-
-
-def check_field_types(args) -> None:
-    """Refuse a value whose type its field cannot take (``learning_rate="1e-4"``), naming the field and the
-    type it takes. An int is a float here; a bool is not an int."""
-    for name, kinds in _field_kinds(type(args)).items():
-        value = getattr(args, name)
-        if isinstance(value, bool) and "bool" not in kinds:
-            ok = False
-        else:
-            ok = any(isinstance(value, _KINDS[k]) for k in kinds)
-        if not ok:
-            expected = " or ".join(_KIND_NAMES[k] for k in kinds)
-            raise ValueError(f"{name}={value!r} must be {expected}, not {type(value).__name__}"
-                             + _conversion_hint(name, value, kinds))
-
-
-def _conversion_hint(name: str, value, kinds: list[str]) -> str:
-    if not isinstance(value, str):
-        return ""
-    for kind in kinds:
-        try:
-            converted = {"int": int, "float": float}[kind](value)
-        except (KeyError, ValueError):
-            continue
-        return f": pass {name}={converted!r} (the command line and config files convert strings for you)"
-    return ""
-
-
-def _check_steps(args: TrainingArguments, name: str, used: bool) -> None:
-    value = getattr(args, name)
-    if value is None:
-        if used:
-            raise ValueError(f"{name} must be set when its strategy is 'steps'")
-        return
-    if value <= 0:
-        raise ValueError(f"{name}={value} must be > 0: a whole number of steps, or a float < 1 for a fraction of the total")
-    if value > 1 and value != int(value):
-        raise ValueError(
-            f"{name}={value} must be a whole number of steps when > 1 (a float below 1 means a fraction of the total)"
-        )
-
-
-def _is_multiple(save_steps: float, eval_steps: float) -> bool:
-    if save_steps < 1 or eval_steps < 1:  # both fractions: compare the ratio exactly enough
-        ratio = save_steps / eval_steps
-        return abs(ratio - round(ratio)) < 1e-9 and round(ratio) >= 1
-    return int(save_steps) % int(eval_steps) == 0
-
-
-def _cuda_available() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
 
 
 def _dist_value(getter: str, env: str, default: int) -> int:

@@ -1,6 +1,7 @@
 """The training loop (the evaluation loop is in ``eval_loop.py``).
 
-The training loop calls the Trainer's overridable hooks (``training_step``, ``log``,
+``run_training`` is one ``train()`` at a batch size: sizes, resume, engine preparation, the loop,
+the end of training. ``TrainingLoop`` runs the epochs and steps. The loop calls the Trainer's overridable hooks (``training_step``, ``log``,
 ``evaluate``...) and fires the callback events in the order documented in
 ``callbacks/base.py``. On the hot path it keeps step losses as device tensors in a list and
 syncs (``.item()``) only when a log, an evaluation or a save is due.
@@ -16,12 +17,16 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from callbacks import TrainerState
+from callbacks import TrainerControl, TrainerState
 
+from . import checkpoint as ckpt
 from .arguments import resolve_steps
 from .checkpoint import list_checkpoints, restore_rng_state
-from .data import has_length, model_input_names, set_dataloader_epoch
+from .data import has_length, set_dataloader_epoch
+from .evaluation import TrainOutput
+from .optim import num_warmup_steps
 from .preemption import PreemptionHandler
+from .resume import load_resume_point, restore_optimization, restore_trainer_state
 from .run_metrics import speed_metrics
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -177,16 +182,11 @@ class TrainingLoop:
         step_scheduler = scheduler is not None and not isinstance(
             scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau
         )
-        check_skipped = rt.scaler is not None or rt.deepspeed  # fp16 overflow skips the step
+        check_skipped = rt.scaler is not None or rt.strategy.may_skip_steps  # fp16 overflow skips the step
         check_finite = args.nonfinite_loss != "ignore"
         step_loss = None  # this update's loss, summed over its micro-batches (with check_finite)
         self.nonfinite_steps = 0
-        from .trainer import Trainer as BaseTrainer
-
-        # FLOPs are counted for models that take input_ids, or when a subclass overrides floating_point_ops
-        count_flos = "input_ids" in model_input_names(trainer.model, []) or (
-            type(trainer).floating_point_ops is not BaseTrainer.floating_point_ops
-        )
+        count_flos = trainer._counts_flos()
         count_tokens = self.counts_tokens
         self.tokens_pending = 0  # this process's input tokens since the last fold into state (int or tensor)
         preemption = PreemptionHandler(args.save_on_interrupt)
@@ -396,3 +396,84 @@ def count_input_tokens(model, inputs, mode):
     if mode == "non_padding" and "attention_mask" in inputs:
         return inputs["attention_mask"].sum()
     return inputs[name].numel()
+
+
+def run_training(trainer: Trainer, batch_size: int) -> TrainOutput:
+    """``Trainer._inner_training_loop``: size the run, restore a checkpoint, prepare model and optimizer
+    through the engine, run the loop, then the end of training (best model, final log, hub push)."""
+    args = trainer.args
+    trainer._train_batch_size = batch_size
+    if args.auto_find_batch_size and not trainer._user_optimizer:
+        trainer.optimizer = trainer.lr_scheduler = None  # a retry at a smaller batch starts clean
+    trainer._flos_params = None
+    loop = TrainingLoop(trainer, batch_size)
+    train_dataloader = trainer.get_train_dataloader()
+    loop.plan(train_dataloader)
+    if loop.batches_per_epoch == 0:
+        raise ValueError(
+            f"the training dataloader has no batch: {len(train_dataloader.dataset)} samples, batch size "
+            f"{batch_size}, dataloader_drop_last={args.dataloader_drop_last}"
+        )
+    rt = trainer.runtime
+    resume = load_resume_point(trainer)
+    trainer.state = loop.new_state()
+    if trainer._trial is not None:
+        trainer.state.is_hyper_param_search = True
+        trainer.state.trial_name = trainer._search.trial_name(trainer._trial)
+        trainer.state.trial_params = dict(trainer._trial_params)
+    trainer.control = TrainerControl()
+    trainer.last_saved_step = None
+    if resume is not None:
+        restore_trainer_state(trainer, resume)
+    if args.gradient_checkpointing:
+        kwargs = args.gradient_checkpointing_kwargs or {"use_reentrant": False}
+        if hasattr(trainer.model, "activation_checkpointing_enable"):  # transformers >= 5's name
+            trainer.model.activation_checkpointing_enable(kwargs)
+        else:
+            trainer.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+    trainer.model = rt.strategy.shard(trainer.model)  # FSDP: parameters sharded before the optimizer sees them
+    trainer.create_optimizer()
+    model, trainer.optimizer, trainer.lr_scheduler = rt.prepare_training(
+        trainer.model, trainer.optimizer, lambda optimizer: trainer.create_scheduler(loop.max_steps, optimizer),
+        loop.max_steps, num_warmup_steps(args, loop.max_steps),
+    )
+    trainer.model_wrapped = model
+    if resume is not None:
+        restore_optimization(trainer, resume)
+    if args.torch_compile:
+        model = torch.compile(model, backend=args.torch_compile_backend, mode=args.torch_compile_mode)
+        trainer.model_wrapped = model
+    handler = trainer.callback_handler
+    handler.model, handler.optimizer, handler.lr_scheduler = trainer.model, trainer.optimizer, trainer.lr_scheduler
+    handler.train_dataloader = train_dataloader
+
+    logger.info(
+        "Training: %s samples/epoch, %s epochs, batch %s per device x %s accumulation x %s processes, %s steps",
+        len(train_dataloader.dataset) if has_length(train_dataloader.dataset) else "?",
+        loop.num_epochs,
+        batch_size,
+        args.gradient_accumulation_steps,
+        trainer.runtime.num_processes,
+        loop.max_steps,
+    )
+    trainer._loop = loop
+    metrics = loop.run(train_dataloader, resume)
+    trainer.checkpoint_writer.wait()  # save_async: the last checkpoint is on disk before train() goes on
+    if args.load_best_model_at_end and not loop.preempted and trainer.state.best_model_checkpoint is not None:
+        trainer.runtime.wait_for_everyone()
+        logger.info("Loading the best model from %s (%s=%s)", trainer.state.best_model_checkpoint,
+                    args.metric_for_best_model, trainer.state.best_metric)
+        trainer._load_trained_weights(trainer.state.best_model_checkpoint)
+    metrics["epoch"] = trainer.state.epoch
+    trainer._memory_tracker.stop_and_update("train", metrics)
+    trainer.log(metrics)
+    trainer.control = handler.on_train_end(args, trainer.state, trainer.control)
+    if trainer.hub is not None:
+        newest = ckpt.list_checkpoints(args.output_dir)
+        trainer.hub_push_failures = trainer.hub.finish_training(newest[-1] if newest else None, trainer.state.global_step,
+                                                          trainer.model_card_text())
+    if loop.preempted:
+        logger.warning("Training stopped by a preemption signal at step %d; checkpoint %s is complete. Exiting.",
+                       trainer.state.global_step, ckpt.checkpoint_dir(args.output_dir, trainer.state.global_step))
+        raise SystemExit(0)
+    return TrainOutput(trainer.state.global_step, metrics["train_loss"], metrics)

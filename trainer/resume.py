@@ -6,7 +6,7 @@ Everything is read before anything is changed, so a bad checkpoint fails early w
 naming the file and the fix. Nothing is unpickled: safetensors, JSON and
 ``torch.load(weights_only=True)`` only.
 
-Order that makes a resumed run continue bit-for-bit (see DESIGN.md):
+Order that makes a resumed run continue bit-for-bit (docs/checkpoints.md):
 model weights -> optimizer/scheduler/scaler -> trainer state and callbacks -> data position
 (dataloader state, loaded before the resumed epoch's iterator is created) -> RNG, restored
 right after that iterator exists and before the first resumed step.
@@ -213,3 +213,29 @@ def restore_optimization(trainer, resume: ResumePoint) -> None:
                        resume.path, resume.state.global_step)
     if resume.scaler is not None and trainer.runtime.scaler is not None:
         trainer.runtime.scaler.load_state_dict(resume.scaler)
+
+
+def load_resume_point(trainer) -> ResumePoint | None:
+    """Read the checkpoint ``train()`` resumes from (None for a new run) and load its weights into the model,
+    unless the engine loads them itself after ``prepare``. A damaged file names the earlier checkpoint."""
+    path = trainer._resume_path
+    if path is None:
+        return None
+    rt, args = trainer.runtime, trainer.args
+    engine_state = rt.strategy.has_engine_state(path)
+    if rt.strategy.engine_loads_weights and not engine_state:
+        raise ValueError(
+            f"resume_from_checkpoint={path!r} holds no {rt.strategy.name} engine state: it was "
+            f"saved by a run with another parallel setup; resume it with the same {rt.strategy.argument} settings"
+        )
+    try:
+        resume = read_checkpoint(path, rt.process_index, rt.num_processes, engine_state,
+                                 args.resume_weights_only)
+        if not rt.strategy.engine_loads_weights:
+            ckpt.load_model_weights(trainer.model, path)
+    except ValueError as e:  # a damaged file: say which checkpoint still works
+        earlier = earlier_checkpoint(path)
+        if earlier:
+            e.add_note(f"resume from an earlier one: resume_from_checkpoint={earlier!r}")
+        raise
+    return resume

@@ -1,8 +1,9 @@
 """Device, precision and process setup, through accelerate.
 
 accelerate is the one device/precision/distribution layer; this module creates the
-``Accelerator`` from the arguments and picks, once, the functions the hot path calls
-(backward, clipping, optimizer step) so that a step pays for no per-step branching.
+``Accelerator`` from the arguments and the engine's strategy (``integrations/parallel.py``), and
+binds once the functions the hot path calls (backward, no_sync, clipping: the strategy's own), so
+that a step pays for no per-step branching. It names no engine.
 
 Two gaps of accelerate are filled here:
 - On a machine without a GPU, accelerate sees a single process under ``torchrun`` unless it
@@ -13,7 +14,6 @@ Two gaps of accelerate are filled here:
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import random
 
@@ -98,19 +98,19 @@ class Runtime:
         backend = kwargs.pop("backend", None)
         group_existed = torch.distributed.is_available() and torch.distributed.is_initialized()
         if AcceleratorState._shared_state and (
-            AcceleratorState().mixed_precision != args.mixed_precision or "deepspeed_plugin" in kwargs
-            or AcceleratorState().distributed_type.value == "DEEPSPEED"
+            AcceleratorState().mixed_precision != args.mixed_precision or any(k.endswith("_plugin") for k in kwargs)
+            or AcceleratorState().distributed_type.value not in ("NO", "MULTI_CPU", "MULTI_GPU")
         ):
-            # A new Trainer in the same process with another precision or engine: start accelerate's state anew.
+            # A new Trainer in the same process with another precision, or an engine plugged into accelerate
+            # now or before: start accelerate's state anew.
             AcceleratorState._reset_state(reset_partial_state=False)
         self.accelerator = Accelerator(mixed_precision=args.mixed_precision,
                                        kwargs_handlers=_ddp_handlers(args, backend), **kwargs)
         acc = self.accelerator
-        self.strategy.bind(acc)
-        self.deepspeed = self.strategy.name == "deepspeed"
-        if args.fp16 and acc.device.type == "cpu" and acc.scaler is None and not self.deepspeed:
+        if args.fp16 and acc.device.type == "cpu" and acc.scaler is None and not self.strategy.own_mixed_precision:
             acc.native_amp = True
             acc.scaler = torch.amp.GradScaler("cpu")
+        self.strategy.bind(acc)
         if args.tf32 is not None and torch.cuda.is_available():
             torch.backends.cuda.matmul.allow_tf32 = args.tf32
             torch.backends.cudnn.allow_tf32 = args.tf32
@@ -124,14 +124,10 @@ class Runtime:
         if self.distributed and not group_existed:  # we (through accelerate) created it: we tear it down
             own_process_group()
         self.scaler = acc.scaler
-        from accelerate.utils import DistributedType
-
-        # accelerate's clip_grad_norm_ re-checks the torch version and DTensors on every call
-        # (~90 us per step on a small CPU model); plain and DDP runs need only torch's clip.
-        self._plain_clip = acc.distributed_type in (
-            DistributedType.NO, DistributedType.MULTI_CPU, DistributedType.MULTI_GPU
-        )
-        self._default_strategy = self.strategy.name == "ddp"
+        # The per-step functions are the strategy's own, bound once: no branching per step.
+        self.backward = self.strategy.backward
+        self.no_sync = self.strategy.no_sync
+        self.unwrap = self.strategy.unwrap
 
     # -- preparation ----------------------------------------------------------------------
     def prepare_model(self, model: torch.nn.Module) -> torch.nn.Module:
@@ -144,51 +140,12 @@ class Runtime:
         """Wrap model and optimizer for training; returns ``(model, optimizer, scheduler)``."""
         if "_original_forward" in vars(model):
             model = self.accelerator.unwrap_model(model, keep_fp32_wrapper=False)
-        model, optimizer, scheduler = self.strategy.prepare(model, optimizer, make_scheduler, max_steps, warmup_steps)
-        if self.scaler is not None and self._default_strategy:
-            optimizer = self.accelerator.prepare_optimizer(optimizer)
-        return model, optimizer, scheduler
-
-    def unwrap(self, model: torch.nn.Module) -> torch.nn.Module:
-        if self._default_strategy:  # DDP / torch.compile wrappers; accelerate's unwrap imports DeepSpeed (seconds)
-            while True:
-                if isinstance(model, (torch.nn.parallel.DistributedDataParallel, torch.nn.DataParallel)):
-                    model = model.module
-                elif isinstance(getattr(model, "_orig_mod", None), torch.nn.Module):  # torch.compile
-                    model = model._orig_mod
-                else:
-                    return model
-        model = self.accelerator.unwrap_model(model)
-        while type(model).__name__ == "ShardedDataParallel":  # FairScale's wrapper, unknown to accelerate
-            model = model.module
-        return model
+        return self.strategy.prepare(model, optimizer, make_scheduler, max_steps, warmup_steps)
 
     # -- per-step functions ---------------------------------------------------------------
-    def backward(self, loss: torch.Tensor) -> None:
-        if self.scaler is not None:
-            self.scaler.scale(loss).backward()
-        elif self._default_strategy:
-            loss.backward()
-        else:
-            self.strategy.backward(loss)
-
     def clip_grad_norm(self, parameters, max_norm: float, model=None, optimizer=None) -> torch.Tensor:
         """Unscale (fp16) and clip; returns the total norm as a tensor (no device sync)."""
-        if not self._default_strategy:  # (no gradient scaler: fp16 is refused with the sharding engines)
-            return self.strategy.clip_grad_norm(model, optimizer, parameters, max_norm)
-        if not self._plain_clip:
-            return self.accelerator.clip_grad_norm_(parameters, max_norm)
-        if self.scaler is not None:
-            self.accelerator.unscale_gradients()
-        return torch.nn.utils.clip_grad_norm_(parameters, max_norm)
-
-    def no_sync(self, model):
-        """Skip the gradient reduction for accumulation micro-batches that are not the last."""
-        if not self._default_strategy:
-            return self.strategy.no_sync(model)
-        if self.distributed and hasattr(model, "no_sync"):
-            return model.no_sync()
-        return contextlib.nullcontext()
+        return self.strategy.clip_grad_norm(model, optimizer, parameters, max_norm)
 
     def autocast(self):
         return self.accelerator.autocast()

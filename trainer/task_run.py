@@ -20,8 +20,6 @@ import sys
 from .argparsing import DataclassArgumentParser
 from .arguments import TrainingArguments
 
-TASK_KEYS = ("task", "task_args")
-
 
 def load_builder(spec: str):
     """The function named by ``module:function`` (the working directory is importable)."""

@@ -42,6 +42,7 @@ from .data import (
     default_data_collator,
     find_label_names,
     has_length,
+    model_input_names,
     remove_unused_columns,
 )
 from .eval_loop import evaluation_loop
@@ -56,16 +57,12 @@ from .evaluation import (
     strip_outputs,
 )
 from .faults import explain_training_error, not_scalar_loss_message
-from .loops import TrainingLoop
+from .loops import run_training
 from .metrics import metrics_form
 from .optim import create_optimizer, get_scheduler, num_warmup_steps
 from .publishing import HubMixin
 from .resume import (
-    earlier_checkpoint,
-    read_checkpoint,
     resolve_checkpoint,
-    restore_optimization,
-    restore_trainer_state,
 )
 from .run_metrics import MemoryTracker, speed_metrics
 from .runtime import Runtime, configure_logging, set_seed
@@ -250,7 +247,7 @@ class Trainer(SearchMixin, HubMixin):
 
     def model_for_evaluation(self) -> nn.Module:
         """The model evaluation runs: the prepared one, cast for fp16/bf16_full_eval outside training."""
-        if self.is_in_train or self.runtime.strategy.name != "ddp" and self.model_wrapped is not self.model:
+        if self.is_in_train or self.runtime.strategy.is_engine and self.model_wrapped is not self.model:
             return self.model_wrapped
         model = self.model_wrapped if self.model_wrapped is not self.model else self.runtime.prepare_model(self.model)
         self.model_wrapped = model
@@ -407,99 +404,14 @@ class Trainer(SearchMixin, HubMixin):
         self.runtime.wait_for_everyone()
 
     def _inner_training_loop(self, batch_size: int) -> TrainOutput:
-        args = self.args
-        self._train_batch_size = batch_size
-        if args.auto_find_batch_size and not self._user_optimizer:
-            self.optimizer = self.lr_scheduler = None  # a retry at a smaller batch starts clean
-        self._flos_params = None
-        loop = TrainingLoop(self, batch_size)
-        train_dataloader = self.get_train_dataloader()
-        loop.plan(train_dataloader)
-        if loop.batches_per_epoch == 0:
-            raise ValueError(
-                f"the training dataloader has no batch: {len(train_dataloader.dataset)} samples, batch size "
-                f"{batch_size}, dataloader_drop_last={args.dataloader_drop_last}"
-            )
-        rt = self.runtime
-        resume = None
-        if self._resume_path is not None:
-            engine_state = rt.strategy.has_engine_state(self._resume_path)
-            if rt.strategy.engine_loads_weights and not engine_state:
-                raise ValueError(
-                    f"resume_from_checkpoint={self._resume_path!r} holds no {rt.strategy.name} engine state: it was "
-                    f"saved by a run with another parallel setup; resume it with the same deepspeed/fsdp settings"
-                )
-            try:
-                resume = read_checkpoint(self._resume_path, rt.process_index, rt.num_processes, engine_state,
-                                         args.resume_weights_only)
-                if not rt.strategy.engine_loads_weights:
-                    ckpt.load_model_weights(self.model, self._resume_path)
-            except ValueError as e:  # a damaged file: say which checkpoint still works
-                earlier = earlier_checkpoint(self._resume_path)
-                if earlier:
-                    e.add_note(f"resume from an earlier one: resume_from_checkpoint={earlier!r}")
-                raise
-        self.state = loop.new_state()
-        if self._trial is not None:
-            self.state.is_hyper_param_search = True
-            self.state.trial_name = self._search.trial_name(self._trial)
-            self.state.trial_params = dict(self._trial_params)
-        self.control = TrainerControl()
-        self.last_saved_step = None
-        if resume is not None:
-            restore_trainer_state(self, resume)
-        if args.gradient_checkpointing:
-            kwargs = args.gradient_checkpointing_kwargs or {"use_reentrant": False}
-            if hasattr(self.model, "activation_checkpointing_enable"):  # transformers >= 5's name
-                self.model.activation_checkpointing_enable(kwargs)
-            else:
-                self.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
-        self.model = rt.strategy.shard(self.model)  # FSDP: parameters sharded before the optimizer sees them
-        self.create_optimizer()
-        model, self.optimizer, self.lr_scheduler = rt.prepare_training(
-            self.model, self.optimizer, lambda optimizer: self.create_scheduler(loop.max_steps, optimizer),
-            loop.max_steps, num_warmup_steps(args, loop.max_steps),
-        )
-        self.model_wrapped = model
-        if resume is not None:
-            restore_optimization(self, resume)
-        if args.torch_compile:
-            model = torch.compile(model, backend=args.torch_compile_backend, mode=args.torch_compile_mode)
-            self.model_wrapped = model
-        handler = self.callback_handler
-        handler.model, handler.optimizer, handler.lr_scheduler = self.model, self.optimizer, self.lr_scheduler
-        handler.train_dataloader = train_dataloader
+        """One training run at ``batch_size`` per device (``auto_find_batch_size`` retries it smaller)."""
+        return run_training(self, batch_size)
 
-        logger.info(
-            "Training: %s samples/epoch, %s epochs, batch %s per device x %s accumulation x %s processes, %s steps",
-            len(train_dataloader.dataset) if has_length(train_dataloader.dataset) else "?",
-            loop.num_epochs,
-            batch_size,
-            args.gradient_accumulation_steps,
-            self.runtime.num_processes,
-            loop.max_steps,
+    def _counts_flos(self) -> bool:
+        """FLOPs are counted for models that take input_ids, or when a subclass overrides floating_point_ops."""
+        return "input_ids" in model_input_names(self.model, []) or (
+            type(self).floating_point_ops is not Trainer.floating_point_ops
         )
-        self._loop = loop
-        metrics = loop.run(train_dataloader, resume)
-        self.checkpoint_writer.wait()  # save_async: the last checkpoint is on disk before train() goes on
-        if args.load_best_model_at_end and not loop.preempted and self.state.best_model_checkpoint is not None:
-            self.runtime.wait_for_everyone()
-            logger.info("Loading the best model from %s (%s=%s)", self.state.best_model_checkpoint,
-                        args.metric_for_best_model, self.state.best_metric)
-            self._load_trained_weights(self.state.best_model_checkpoint)
-        metrics["epoch"] = self.state.epoch
-        self._memory_tracker.stop_and_update("train", metrics)
-        self.log(metrics)
-        self.control = handler.on_train_end(args, self.state, self.control)
-        if self.hub is not None:
-            newest = ckpt.list_checkpoints(args.output_dir)
-            self.hub_push_failures = self.hub.finish_training(newest[-1] if newest else None, self.state.global_step,
-                                                              self.model_card_text())
-        if loop.preempted:
-            logger.warning("Training stopped by a preemption signal at step %d; checkpoint %s is complete. Exiting.",
-                           self.state.global_step, ckpt.checkpoint_dir(args.output_dir, self.state.global_step))
-            raise SystemExit(0)
-        return TrainOutput(self.state.global_step, metrics["train_loss"], metrics)
 
     def _load_trained_weights(self, path: str) -> None:
         """Weights of checkpoint ``path`` into the model being trained (sharded or not)."""
@@ -507,7 +419,7 @@ class Trainer(SearchMixin, HubMixin):
         if strategy.has_engine_state(path):  # DeepSpeed, sharded FSDP: the engine reads its own files
             strategy.load_engine_state(path, self.model_wrapped, self.optimizer, load_optimizer=False)
             return
-        if strategy.name != "ddp" and strategy.load_full_state_dict(self.model_wrapped, ckpt.read_model_weights(path)):
+        if strategy.is_engine and strategy.load_full_state_dict(self.model_wrapped, ckpt.read_model_weights(path)):
             return  # FSDP: the full weights scattered into the shards
         ckpt.load_model_weights(self.model, path)
 
@@ -634,12 +546,8 @@ class Trainer(SearchMixin, HubMixin):
         strategy = self.runtime.strategy
         state_dict = strategy.model_state_dict(self.model_wrapped, final=True)  # collective under ZeRO-3 / FSDP
         weights = strategy.writes_weights_file(final=True)
-        if not weights:  # ZeRO-3 without stage3_gather_16bit_weights_on_model_save: partitions only
-            logger.warning(
-                "save_model: ZeRO-3 weights are partitioned and stage3_gather_16bit_weights_on_model_save is off, so "
-                "%s gets DeepSpeed's checkpoint files; rebuild full weights with "
-                "integrations.deepspeed.load_fp32_weights(%r) or %s/zero_to_fp32.py", output_dir, output_dir, output_dir,
-            )
+        if not weights:  # e.g. ZeRO-3 without stage3_gather_16bit_weights_on_model_save: partitions only
+            logger.warning("save_model: %s", strategy.no_weights_file_note(output_dir))
             if self.is_world_process_zero():
                 os.makedirs(output_dir, exist_ok=True)
             self.runtime.wait_for_everyone()

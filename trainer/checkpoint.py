@@ -403,6 +403,25 @@ def write_training_checkpoint(trainer) -> str:
     return path
 
 
+def save_final_model(trainer, output_dir: str) -> None:
+    """``save_model``'s files: the full weights gathered by the engine (a collective on every process), written
+    by the main process with the processing class and the args; the engine's own files where it has no weights
+    file to write."""
+    strategy = trainer.runtime.strategy
+    state_dict = strategy.model_state_dict(trainer.model_wrapped, final=True)  # collective under ZeRO-3 / FSDP
+    weights = strategy.writes_weights_file(final=True)
+    if not weights:  # e.g. ZeRO-3 without stage3_gather_16bit_weights_on_model_save: partitions only
+        logger.warning("save_model: %s", strategy.no_weights_file_note(output_dir))
+        if trainer.is_world_process_zero():
+            os.makedirs(output_dir, exist_ok=True)
+        trainer.runtime.wait_for_everyone()
+        strategy.save_engine_state(output_dir, trainer.state.global_step)
+    if trainer.is_world_process_zero():
+        save_model_files(trainer.runtime.unwrap(trainer.model_wrapped), output_dir, trainer.processing_class,
+                         trainer.args, state_dict=state_dict, weights=weights)
+    trainer.runtime.wait_for_everyone()
+
+
 # -- reading ------------------------------------------------------------------------------
 def load_model_weights(model: torch.nn.Module, directory: str) -> None:
     """Load the weights saved in ``directory`` into ``model`` (safetensors, sharded or not; no pickle)."""
@@ -469,3 +488,15 @@ def _tied_names(model: torch.nn.Module) -> set[str]:
         elif key is not None:
             seen[key] = name
     return tied
+
+
+def load_trained_weights(trainer, path: str) -> None:
+    """Weights of checkpoint ``path`` into the model being trained: through the engine when it wrote its own
+    files or sharded the model, else from the weights file."""
+    strategy = trainer.runtime.strategy
+    if strategy.has_engine_state(path):  # DeepSpeed, sharded FSDP: the engine reads its own files
+        strategy.load_engine_state(path, trainer.model_wrapped, trainer.optimizer, load_optimizer=False)
+        return
+    if strategy.is_engine and strategy.load_full_state_dict(trainer.model_wrapped, read_model_weights(path)):
+        return  # FSDP: the full weights scattered into the shards
+    load_model_weights(trainer.model, path)

@@ -25,8 +25,11 @@ from .evaluation import (
     EvalPrediction,
     PredictionStore,
     denumpify,
+    inference_ignore_keys,
+    nested_detach,
     nested_map,
     prefix_metrics,
+    strip_outputs,
 )
 from .metrics import metrics_form
 
@@ -180,3 +183,32 @@ def _gather_padded(rt, tensors, padding_index: int = PAD_INDEX):
         lambda t: rt.gather(rt.pad_across_processes(t, dim=1, pad_index=padding_index) if t.dim() > 1 else t),
         tensors,
     )
+
+
+def prediction_step(trainer: Trainer, model, inputs, prediction_loss_only: bool, ignore_keys: list[str] | None):
+    """``Trainer.prediction_step``: the loss (when the batch has labels), the outputs that are predictions
+    (``strip_outputs``: no loss, no ``ignore_keys``, nothing that is not made of tensors) and the labels."""
+    inputs = trainer._prepare_inputs(inputs)
+    is_dict = isinstance(inputs, Mapping)
+    has_labels = is_dict and all(inputs.get(k) is not None for k in trainer.label_names)
+    labels = None
+    if has_labels:
+        labels = tuple(inputs[k].detach() for k in trainer.label_names)
+        labels = labels[0] if len(labels) == 1 else labels
+    if ignore_keys is None:
+        ignore_keys = inference_ignore_keys(trainer.model)
+    with torch.no_grad():
+        if has_labels or not is_dict:
+            loss, outputs = trainer.compute_loss(model, inputs, return_outputs=True)
+            loss = loss.detach().float().mean() if loss is not None else None
+            logits = strip_outputs(outputs, ignore_keys, drop_first=not isinstance(outputs, Mapping))
+        else:
+            loss = None
+            outputs = model(**inputs)
+            logits = strip_outputs(outputs, ignore_keys, drop_first=False)
+    if prediction_loss_only:
+        return loss, None, None
+    logits = nested_detach(logits)
+    if isinstance(logits, (tuple, list)) and len(logits) == 1:
+        logits = logits[0]
+    return loss, logits, labels

@@ -47,3 +47,15 @@ def not_scalar_loss_message(loss: torch.Tensor, inputs, label_names: list[str]) 
            if missing else "the model returned it first, where the loss goes")
     return (f"the training loss has shape {tuple(loss.shape)}, not a single number: {why}; or reduce it "
             "(.mean()) in the model or in an overridden Trainer.compute_loss")
+
+
+def no_loss_message(outputs, inputs, label_names: list[str]) -> str:
+    """The error for a model whose outputs hold no loss: what it returned, what it got, and the fix."""
+    given = sorted(inputs) if isinstance(inputs, Mapping) else f"{len(inputs)} positional tensors"
+    labelled = isinstance(inputs, Mapping) and any(k in inputs for k in label_names)
+    fix = ("make forward() return the loss when it gets labels (first, or under 'loss' in a dict), set "
+           "label_names if the model takes its labels under another name, or override "
+           "Trainer.compute_loss") if labelled else (
+           f"pass labels in the batch under {label_names} (or set label_names to the column that "
+           "holds them), or override Trainer.compute_loss")
+    return f"the model returned no loss (its outputs: {sorted(outputs)}; its inputs: {given}): {fix}"

@@ -239,3 +239,21 @@ def load_resume_point(trainer) -> ResumePoint | None:
             e.add_note(f"resume from an earlier one: resume_from_checkpoint={earlier!r}")
         raise
     return resume
+
+
+def prepare_output_dir(trainer) -> None:
+    """A new run (no resume) into ``output_dir``: its old checkpoints are refused, or deleted with
+    ``overwrite_output_dir``."""
+    existing = ckpt.list_checkpoints(trainer.args.output_dir)
+    if not existing:
+        return
+    if not trainer.args.overwrite_output_dir:
+        raise ValueError(
+            f"output_dir={trainer.args.output_dir!r} already holds checkpoints ({os.path.basename(existing[-1])}...): "
+            "pass train(resume_from_checkpoint=True) to continue, set overwrite_output_dir=True to start over, "
+            "or choose another output_dir"
+        )
+    if trainer.is_world_process_zero():
+        for path in existing:
+            ckpt.delete_checkpoint(path)
+    trainer.runtime.wait_for_everyone()

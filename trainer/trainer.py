@@ -9,7 +9,6 @@ keeps the Hugging Face names (``get_train_dataloader``, ``create_optimizer``,
 from __future__ import annotations
 
 import inspect
-import json
 import logging
 import os
 import time
@@ -45,25 +44,21 @@ from .data import (
     model_input_names,
     remove_unused_columns,
 )
-from .eval_loop import evaluation_loop
+from .eval_loop import evaluation_loop, prediction_step
 from .evaluation import (
     PAD_INDEX,
     EvalLoopOutput,
     LabelSmoother,
     PredictionOutput,
     TrainOutput,
-    inference_ignore_keys,
-    nested_detach,
-    strip_outputs,
 )
-from .faults import explain_training_error, not_scalar_loss_message
+from .faults import explain_training_error, no_loss_message, not_scalar_loss_message
 from .loops import run_training
 from .metrics import metrics_form
 from .optim import create_optimizer, get_scheduler, num_warmup_steps
 from .publishing import HubMixin
-from .resume import (
-    resolve_checkpoint,
-)
+from .results import format_metrics, write_results
+from .resume import prepare_output_dir, resolve_checkpoint
 from .run_metrics import MemoryTracker, speed_metrics
 from .runtime import Runtime, configure_logging, set_seed
 from .search import SearchMixin
@@ -389,19 +384,7 @@ class Trainer(SearchMixin, HubMixin):
         return output
 
     def _prepare_output_dir(self) -> None:
-        existing = ckpt.list_checkpoints(self.args.output_dir)
-        if not existing:
-            return
-        if not self.args.overwrite_output_dir:
-            raise ValueError(
-                f"output_dir={self.args.output_dir!r} already holds checkpoints ({os.path.basename(existing[-1])}...): "
-                "pass train(resume_from_checkpoint=True) to continue, set overwrite_output_dir=True to start over, "
-                "or choose another output_dir"
-            )
-        if self.is_world_process_zero():
-            for path in existing:
-                ckpt.delete_checkpoint(path)
-        self.runtime.wait_for_everyone()
+        prepare_output_dir(self)
 
     def _inner_training_loop(self, batch_size: int) -> TrainOutput:
         """One training run at ``batch_size`` per device (``auto_find_batch_size`` retries it smaller)."""
@@ -415,13 +398,7 @@ class Trainer(SearchMixin, HubMixin):
 
     def _load_trained_weights(self, path: str) -> None:
         """Weights of checkpoint ``path`` into the model being trained (sharded or not)."""
-        strategy = self.runtime.strategy
-        if strategy.has_engine_state(path):  # DeepSpeed, sharded FSDP: the engine reads its own files
-            strategy.load_engine_state(path, self.model_wrapped, self.optimizer, load_optimizer=False)
-            return
-        if strategy.is_engine and strategy.load_full_state_dict(self.model_wrapped, ckpt.read_model_weights(path)):
-            return  # FSDP: the full weights scattered into the shards
-        ckpt.load_model_weights(self.model, path)
+        ckpt.load_trained_weights(self, path)
 
     def compute_loss(self, model: nn.Module, inputs, return_outputs: bool = False, num_items_in_batch=None):
         """The loss of one batch; with ``return_outputs`` also the model outputs."""
@@ -436,16 +413,7 @@ class Trainer(SearchMixin, HubMixin):
             loss = outputs
         elif isinstance(outputs, Mapping):
             if outputs.get("loss") is None:
-                given = sorted(inputs) if isinstance(inputs, Mapping) else f"{len(inputs)} positional tensors"
-                labelled = isinstance(inputs, Mapping) and any(k in inputs for k in self.label_names)
-                fix = ("make forward() return the loss when it gets labels (first, or under 'loss' in a dict), set "
-                       "label_names if the model takes its labels under another name, or override "
-                       "Trainer.compute_loss") if labelled else (
-                       f"pass labels in the batch under {self.label_names} (or set label_names to the column that "
-                       "holds them), or override Trainer.compute_loss")
-                raise ValueError(
-                    f"the model returned no loss (its outputs: {sorted(outputs)}; its inputs: {given}): {fix}"
-                )
+                raise ValueError(no_loss_message(outputs, inputs, self.label_names))
             loss = outputs["loss"]
         else:
             loss = outputs[0]
@@ -543,19 +511,7 @@ class Trainer(SearchMixin, HubMixin):
             self.hub.push_folder(output_dir, self.model_card_text(), "Model save")
 
     def _save_model_files(self, output_dir: str) -> None:
-        strategy = self.runtime.strategy
-        state_dict = strategy.model_state_dict(self.model_wrapped, final=True)  # collective under ZeRO-3 / FSDP
-        weights = strategy.writes_weights_file(final=True)
-        if not weights:  # e.g. ZeRO-3 without stage3_gather_16bit_weights_on_model_save: partitions only
-            logger.warning("save_model: %s", strategy.no_weights_file_note(output_dir))
-            if self.is_world_process_zero():
-                os.makedirs(output_dir, exist_ok=True)
-            self.runtime.wait_for_everyone()
-            strategy.save_engine_state(output_dir, self.state.global_step)
-        if self.is_world_process_zero():
-            ckpt.save_model_files(self.runtime.unwrap(self.model_wrapped), output_dir, self.processing_class, self.args,
-                                  state_dict=state_dict, weights=weights)
-        self.runtime.wait_for_everyone()
+        ckpt.save_final_model(self, output_dir)
 
     def save_state(self) -> None:
         if self.is_world_process_zero():
@@ -574,29 +530,13 @@ class Trainer(SearchMixin, HubMixin):
 
     def log_metrics(self, split: str, metrics: dict) -> None:
         """Print ``metrics`` as an aligned table (main process)."""
-        if not self.is_world_process_zero():
-            return
-        print(f"***** {split} metrics *****")
-        width = max((len(k) for k in metrics), default=0)
-        for key in sorted(metrics):
-            value = metrics[key]
-            shown = f"{value:.4g}" if isinstance(value, float) else str(value)
-            print(f"  {key:<{width}} = {shown:>12}")
+        if self.is_world_process_zero():
+            print(format_metrics(split, metrics))
 
     def save_metrics(self, split: str, metrics: dict, combined: bool = True) -> None:
-        """Write ``{split}_results.json`` (and merge into ``all_results.json``)."""
-        if not self.is_world_process_zero():
-            return
-        os.makedirs(self.args.output_dir, exist_ok=True)
-        ckpt.write_json(os.path.join(self.args.output_dir, f"{split}_results.json"), metrics)
-        if combined:
-            path = os.path.join(self.args.output_dir, "all_results.json")
-            merged = {}
-            if os.path.exists(path):
-                with open(path, encoding="utf-8") as f:
-                    merged = json.load(f)
-            merged.update(metrics)
-            ckpt.write_json(path, merged)
+        """Write ``{split}_results.json`` (and merge into ``all_results.json``) in output_dir (main process)."""
+        if self.is_world_process_zero():
+            write_results(self.args.output_dir, split, metrics, combined)
 
     # -- evaluation and prediction --------------------------------------------------------
     def evaluate(self, eval_dataset=None, ignore_keys: list[str] | None = None, metric_key_prefix: str = "eval") -> dict:
@@ -644,28 +584,5 @@ class Trainer(SearchMixin, HubMixin):
 
     def prediction_step(self, model: nn.Module, inputs, prediction_loss_only: bool,
                         ignore_keys: list[str] | None = None):
-        """``(loss, logits, labels)`` of one batch, without gradients."""
-        inputs = self._prepare_inputs(inputs)
-        is_dict = isinstance(inputs, Mapping)
-        has_labels = is_dict and all(inputs.get(k) is not None for k in self.label_names)
-        labels = None
-        if has_labels:
-            labels = tuple(inputs[k].detach() for k in self.label_names)
-            labels = labels[0] if len(labels) == 1 else labels
-        if ignore_keys is None:
-            ignore_keys = inference_ignore_keys(self.model)
-        with torch.no_grad():
-            if has_labels or not is_dict:
-                loss, outputs = self.compute_loss(model, inputs, return_outputs=True)
-                loss = loss.detach().float().mean() if loss is not None else None
-                logits = strip_outputs(outputs, ignore_keys, drop_first=not isinstance(outputs, Mapping))
-            else:
-                loss = None
-                outputs = model(**inputs)
-                logits = strip_outputs(outputs, ignore_keys, drop_first=False)
-        if prediction_loss_only:
-            return loss, None, None
-        logits = nested_detach(logits)
-        if isinstance(logits, (tuple, list)) and len(logits) == 1:
-            logits = logits[0]
-        return loss, logits, labels
+        """``(loss, logits, labels)`` of one batch, without gradients (``eval_loop.prediction_step``)."""
+        return prediction_step(self, model, inputs, prediction_loss_only, ignore_keys)

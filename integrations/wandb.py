@@ -21,6 +21,7 @@ import glob
 import logging
 import os
 
+from .parallel import chosen_engines
 from .reporting import RunTrackerCallback, numeric_logs, rewrite_logs, run_config
 
 logger = logging.getLogger(__name__)
@@ -111,7 +112,7 @@ class WandbCallback(RunTrackerCallback):
                                  key=lambda p: int(p.rsplit("-", 1)[-1]) if p.rsplit("-", 1)[-1].isdigit() else -1)
             path = checkpoints[-1] if checkpoints else None
         if path is None:
-            if args.deepspeed or args.fsdp or args.sharded_ddp:
+            if chosen_engines(args):
                 logger.warning("WANDB_LOG_MODEL=end: no checkpoint to upload and the sharded model cannot be "
                                "saved from the main process alone; save checkpoints to log the model")
                 return

@@ -5,6 +5,8 @@ RegressionModel learns y = a*x + b on RegressionDataset; a training run takes mi
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import torch
 from torch import nn
@@ -114,3 +116,22 @@ def regression_args(tmp_path, **overrides):
 
 def params(model: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def saved_weights(directory) -> dict[str, torch.Tensor]:
+    """The ``model.safetensors`` of a checkpoint or output directory, as a state dict."""
+    from safetensors.torch import load_file
+
+    return load_file(os.path.join(directory, "model.safetensors"))
+
+
+def assert_same_weights(a, b, atol: float = 0.0) -> None:
+    """The weights saved in directories ``a`` and ``b`` have the same keys and are bit-equal (or, with
+    ``atol``, equal within it)."""
+    wa, wb = saved_weights(a), saved_weights(b)
+    assert wa.keys() == wb.keys()
+    for key in wa:
+        if atol:
+            torch.testing.assert_close(wa[key], wb[key], atol=atol, rtol=0)
+        else:
+            assert torch.equal(wa[key], wb[key]), key

@@ -8,9 +8,7 @@ import signal
 import sys
 import time
 
-import torch
-from safetensors.torch import load_file
-
+from tests.fixtures import assert_same_weights
 from tests.processes import finish, start
 from trainer.checkpoint import list_checkpoints
 
@@ -42,13 +40,6 @@ def run_to_end(out, final, **options) -> None:
     proc = launch(out, final, **options)
     stdout, stderr = finish(proc, timeout=600)
     assert proc.returncode == 0 and "DONE" in stdout, stderr[-3000:]
-
-
-def assert_same_weights(a, b) -> None:
-    wa, wb = load_file(os.path.join(a, "model.safetensors")), load_file(os.path.join(b, "model.safetensors"))
-    assert wa.keys() == wb.keys()
-    for key in wa:
-        assert torch.equal(wa[key], wb[key]), key
 
 
 def test_sigkill_at_random_moments_then_resume_gives_identical_weights(tmp_path):

@@ -14,8 +14,8 @@ import sys
 
 import pytest
 import torch
-from safetensors.torch import load_file
 
+from tests.fixtures import assert_same_weights, saved_weights
 from tests.processes import free_port, run
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -51,20 +51,6 @@ def history(output_dir, mode: str = "straight") -> dict:
 
 def losses(output_dir, mode: str = "straight") -> dict[int, float]:
     return {e["step"]: e["loss"] for e in history(output_dir, mode)["log_history"] if "loss" in e}
-
-
-def weights(directory) -> dict:
-    return load_file(os.path.join(directory, "model.safetensors"))
-
-
-def assert_same_weights(a, b, atol: float = 0.0) -> None:
-    wa, wb = weights(a), weights(b)
-    assert wa.keys() == wb.keys()
-    for key in wa:
-        if atol:
-            torch.testing.assert_close(wa[key], wb[key], atol=atol, rtol=0)
-        else:
-            assert torch.equal(wa[key], wb[key]), key
 
 
 def cut_and_resume(launcher, tmp_path, name, *engine_args, stop_at=5) -> str:
@@ -128,7 +114,7 @@ def test_zero3_without_gathering_saves_partitions_that_zero_to_fp32_rebuilds(ddp
 
     # the ZeRO-3 engine evaluated after training (a collective forward, with one rank's batch part padding)
     assert history(tmp_path / "run")["eval_loss"] == pytest.approx(history(ddp_reference / "run")["eval_loss"], rel=1e-5)
-    rebuilt, reference = load_fp32_weights(str(final)), weights(ddp_reference / "final")
+    rebuilt, reference = load_fp32_weights(str(final)), saved_weights(ddp_reference / "final")
     assert rebuilt.keys() == reference.keys()
     for key in reference:
         torch.testing.assert_close(rebuilt[key], reference[key], atol=1e-6, rtol=0)
@@ -164,14 +150,14 @@ def test_zero3_deepspeed_launcher_gathers_weights_and_resumes_exactly(tmp_path):
     from parallel_train import WideRegression
 
     model = WideRegression()
-    missing, unexpected = model.load_state_dict(weights(tmp_path / "straight_final"), strict=True)
+    missing, unexpected = model.load_state_dict(saved_weights(tmp_path / "straight_final"), strict=True)
     assert not missing and not unexpected
-    assert weights(tmp_path / "straight_final")["net.3.weight"].shape == (16, 16)
+    assert saved_weights(tmp_path / "straight_final")["net.3.weight"].shape == (16, 16)
     # the zero_to_fp32 path rebuilds the same weights from the partitions of checkpoint-5
     from integrations.deepspeed import load_fp32_weights
 
     rebuilt = load_fp32_weights(os.path.join(run_dir, "checkpoint-5"))
-    gathered = weights(os.path.join(run_dir, "checkpoint-5"))
+    gathered = saved_weights(os.path.join(run_dir, "checkpoint-5"))
     assert rebuilt.keys() == gathered.keys()
     for key in gathered:
         assert torch.equal(rebuilt[key], gathered[key]), key

@@ -10,9 +10,7 @@ import signal
 import sys
 import time
 
-import torch
-from safetensors.torch import load_file
-
+from tests.fixtures import assert_same_weights
 from tests.processes import finish, start
 from trainer.checkpoint import list_checkpoints
 
@@ -29,17 +27,6 @@ def torchrun(*script_args, wait=True):
     stdout, stderr = finish(proc, timeout=300)
     assert proc.returncode == 0, stderr[-4000:]
     return stdout
-
-
-def weights(path):
-    return load_file(os.path.join(path, "model.safetensors"))
-
-
-def assert_equal_weights(a, b):
-    wa, wb = weights(a), weights(b)
-    assert wa.keys() == wb.keys()
-    for key in wa:
-        assert torch.equal(wa[key], wb[key]), key
 
 
 def test_two_process_resume_is_exact_with_per_rank_state(tmp_path):
@@ -63,7 +50,7 @@ def test_two_process_resume_is_exact_with_per_rank_state(tmp_path):
     assert {"rng_state_0.pth", "rng_state_1.pth", "dataloader_state_0.pt", "dataloader_state_1.pt"} <= files
     assert "rng_state.pth" not in files
     torchrun("--output_dir", tmp_path / "cut", "--final", tmp_path / "resumed_final", "--mode", "resume")
-    assert_equal_weights(tmp_path / "straight_final", tmp_path / "resumed_final")
+    assert_same_weights(tmp_path / "straight_final", tmp_path / "resumed_final")
 
 
 def test_sigterm_to_one_rank_stops_all_ranks_at_the_same_step(tmp_path):
@@ -97,4 +84,4 @@ def test_sigterm_to_one_rank_stops_all_ranks_at_the_same_step(tmp_path):
     assert {"rng_state_0.pth", "rng_state_1.pth"} <= set(os.listdir(checkpoints[0]))
     torchrun("--output_dir", tmp_path / "run", "--final", tmp_path / "resumed_final", "--mode", "resume",
              "--max_steps", 400)
-    assert_equal_weights(tmp_path / "straight_final", tmp_path / "resumed_final")
+    assert_same_weights(tmp_path / "straight_final", tmp_path / "resumed_final")

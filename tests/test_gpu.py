@@ -45,7 +45,8 @@ def test_nccl_ddp_on_two_gpus(tmp_path):
 @needs_cuda
 def test_fairscale_fully_sharded_trains_and_resumes_on_gpus(tmp_path):
     """FairScale FSDP (sharded_ddp='zero_dp_3'): a cut run resumed gives the straight run's weights."""
-    from tests.test_distributed_engines import SCRIPT, assert_same_weights
+    from tests.fixtures import assert_same_weights
+    from tests.test_distributed_engines import SCRIPT
 
     nproc = str(min(2, torch.cuda.device_count()))
 
@@ -62,7 +63,8 @@ def test_fairscale_fully_sharded_trains_and_resumes_on_gpus(tmp_path):
 
 @needs_two_gpus
 def test_deepspeed_zero3_on_two_gpus(tmp_path):
-    from tests.test_distributed_engines import SCRIPT, ZERO3, assert_same_weights
+    from tests.fixtures import assert_same_weights
+    from tests.test_distributed_engines import SCRIPT, ZERO3
 
     def launch(*args):
         proc = run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", SCRIPT,

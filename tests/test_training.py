@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -18,14 +19,14 @@ from tests.fixtures import (
     params,
     regression_args,
 )
-from trainer import Trainer
+from trainer import Trainer, TrainerCallback
 
 
-def train_regression(tmp_path, model=None, dataset=None, model_init=None, **overrides):
+def train_regression(tmp_path, model=None, dataset=None, model_init=None, callbacks=None, **overrides):
     if model is None and model_init is None:
         model = RegressionModel()
     trainer = Trainer(model, regression_args(tmp_path, **overrides), train_dataset=dataset or RegressionDataset(),
-                      model_init=model_init)
+                      model_init=model_init, callbacks=callbacks)
     trainer.train()
     return trainer
 
@@ -281,10 +282,25 @@ def test_auto_find_batch_size_halves_on_oom(tmp_path):
 
 
 def test_memory_and_speed_metrics(tmp_path):
-    trainer = train_regression(tmp_path, skip_memory_metrics=False, max_steps=4)
+    mib64 = 64 * 2**20
+
+    class Allocates(TrainerCallback):
+        """Keeps 64 MiB from the start of training, and holds another 64 MiB for a moment at step 2."""
+
+        def on_train_begin(self, args, state, control, **kwargs):
+            self.kept = np.ones(mib64 // 4, dtype=np.float32)
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.global_step == 2:
+                transient = np.ones(mib64 // 4, dtype=np.float32)
+                time.sleep(0.1)  # the sampler looks every 5 ms
+                del transient
+
+    trainer = train_regression(tmp_path, skip_memory_metrics=False, max_steps=4, callbacks=[Allocates()])
     final = trainer.state.log_history[-1]
     assert isinstance(final["train_mem_cpu_alloc_delta"], int)
-    assert final["train_mem_cpu_peaked_delta"] >= 0
+    assert final["train_mem_cpu_alloc_delta"] >= 0.9 * mib64  # the kept array is still there at the end
+    assert final["train_mem_cpu_peaked_delta"] >= 0.9 * mib64  # the transient one was seen, then given back
     assert final["train_samples_per_second"] > 0
     metrics = trainer.predict(RegressionDataset(16)).metrics
     assert "test_mem_cpu_alloc_delta" in metrics and metrics["test_samples_per_second"] > 0

@@ -5,8 +5,9 @@
 | ``optuna`` | ``optuna`` | first, when installed | any sampler; ``storage=``/``study_name=`` (e.g. ``"sqlite:///search.db"``) so a search survives a crash and resumes by re-running the same call; the objective reported at every evaluation and trials pruned by the study's pruner; several directions (multi-objective) |
 | ``ray`` | ``ray[tune]`` | when optuna is not installed | Ray Tune's schedulers (ASHA, PBT...) and its checkpointing of trials |
 
-A backend is an object with ``name``, ``default_hp_space(trial)``, ``trial_name(trial)``,
-``params(trial)``, ``report(trial, objective, step)`` and ``run(search, n_trials, direction, **kwargs)``.
+A backend is an object with ``name``, ``default_hp_space(trial)``, ``trial_id(trial)``,
+``params(trial, hp_space)``, ``report(search, trial, objective, step)`` and
+``run(search, n_trials, direction, **kwargs)``.
 Each module imports its library only when the search runs.
 """
 

@@ -13,8 +13,7 @@ from safetensors.torch import load_file
 
 from tests.fixtures import RegressionDataset, RegressionModel, regression_args
 from tests.test_resume import assert_resume_parity
-from trainer import Trainer, TrainerCallback, TrainingArguments
-from trainer import checkpoint as ckpt
+from trainer import Trainer, TrainerCallback, TrainingArguments, checkpointing
 from trainer.async_save import host_copy
 from trainer.checkpoint import list_checkpoints
 
@@ -57,14 +56,14 @@ class Gate:
     def __init__(self, monkeypatch):
         self.release = threading.Event()
         self.writing_threads = []
-        real = ckpt.write_main_files
+        real = checkpointing.write_main_files
 
         def slow_write(*args, **kwargs):
             self.writing_threads.append(threading.current_thread().name)
             assert self.release.wait(timeout=60), "the training thread never went on while the save was pending"
             real(*args, **kwargs)
 
-        monkeypatch.setattr(ckpt, "write_main_files", slow_write)
+        monkeypatch.setattr(checkpointing, "write_main_files", slow_write)
 
 
 class WatchSteps(TrainerCallback):
@@ -103,14 +102,14 @@ def test_training_goes_on_while_the_checkpoint_is_written(tmp_path, monkeypatch)
 
 
 def test_a_failed_background_write_is_raised_and_leaves_earlier_checkpoints(tmp_path, monkeypatch):
-    real = ckpt.write_main_files
+    real = checkpointing.write_main_files
 
-    def failing_at_step_8(tmp, **files):
-        if files["state"].global_step == 8:
+    def failing_at_step_8(tmp, files):
+        if tmp.endswith("checkpoint-8"):
             raise OSError(28, "No space left on device")
-        real(tmp, **files)
+        real(tmp, files)
 
-    monkeypatch.setattr(ckpt, "write_main_files", failing_at_step_8)
+    monkeypatch.setattr(checkpointing, "write_main_files", failing_at_step_8)
     trainer = Trainer(RegressionModel(), regression_args(tmp_path, save_strategy="steps", save_steps=4,
                                                          save_async=True, max_steps=12),
                       train_dataset=RegressionDataset())
@@ -126,13 +125,13 @@ import sys, time
 sys.path.insert(0, {root!r})
 from tests.fixtures import RegressionDataset, RegressionModel, regression_args
 from trainer import Trainer, TrainerCallback
-from trainer import checkpoint as ckpt
+from trainer import checkpointing
 
-real = ckpt.write_main_files
+real = checkpointing.write_main_files
 def slow(*args, **kwargs):
     time.sleep(1.0)  # the write is still going when training crashes
     real(*args, **kwargs)
-ckpt.write_main_files = slow
+checkpointing.write_main_files = slow
 
 class Crash(TrainerCallback):
     def on_step_end(self, args, state, control, **kwargs):

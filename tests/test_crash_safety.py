@@ -54,7 +54,10 @@ def test_sigkill_at_random_moments_then_resume_gives_identical_weights(tmp_path)
         proc = launch(out, final, max_steps=steps)
         start = wait_for_line(proc, "START")
         assert start == f"START {expected_start}", "resume must pick the newest complete checkpoint"
-        time.sleep(rng.uniform(0.0, 0.6))
+        # a random moment counted in the run's own steps (a wall-clock delay lets a fast machine finish the
+        # run before the 20th kill), then within the step's save or the next step
+        wait_for_line(proc, f"STEP {expected_start + rng.randint(1, 10)}")
+        time.sleep(rng.uniform(0.0, 0.005))
         if proc.poll() is not None:  # finished before the kill: the run is complete
             break
         proc.kill()

@@ -17,7 +17,7 @@ from torch import nn
 
 from tests.fixtures import RegressionDataset, RegressionDropoutModel, RegressionModel, params, regression_args
 from tests.processes import ENV, finish, free_port, kill_group, start
-from trainer import Trainer, TrainerCallback
+from trainer import Trainer, TrainerCallback, checkpointing
 from trainer import checkpoint as ckpt
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -74,14 +74,14 @@ def test_full_disk_is_named_whatever_the_writer_reports(tmp_path, monkeypatch):
     """torch.save reports a full disk as 'unexpected pos'; safetensors and open() with ENOSPC: all are named."""
     trainer = Trainer(RegressionModel(), regression_args(tmp_path, max_steps=4, save_strategy="steps", save_steps=2),
                       train_dataset=RegressionDataset())
-    real_write = ckpt.write_rank_files
+    real_write = checkpointing.write_rank_files
 
-    def full_at_step_4(tmp, rank, world_size, dataloader_state):
+    def full_at_step_4(tmp, states, rank, world_size):
         if tmp.endswith("checkpoint-4"):
             raise OSError(errno.ENOSPC, "No space left on device")
-        real_write(tmp, rank, world_size, dataloader_state)
+        real_write(tmp, states, rank, world_size)
 
-    monkeypatch.setattr(ckpt, "write_rank_files", full_at_step_4)
+    monkeypatch.setattr(checkpointing, "write_rank_files", full_at_step_4)
     with pytest.raises(OSError, match=r"the disk is full: .*the checkpoints written before are intact "
                                       r"\(checkpoint-2\)"):
         trainer.train()
@@ -96,7 +96,7 @@ def test_other_write_errors_pass_through_unchanged(tmp_path, monkeypatch):
     def broken(*a, **k):
         raise PermissionError(errno.EACCES, "Permission denied")
 
-    monkeypatch.setattr(ckpt, "write_rank_files", broken)
+    monkeypatch.setattr(checkpointing, "write_rank_files", broken)
     with pytest.raises(PermissionError, match="Permission denied"):
         trainer.train()
 

@@ -1,4 +1,5 @@
-"""Checkpoint files: atomic save, listing, rotation, and loading weights back.
+"""Checkpoint files: names, atomic save, listing, rotation, and loading weights back. What goes into a
+checkpoint, and back into a run, is ``checkpointing.py``'s (the orchestrator).
 
 Layout of ``output_dir/checkpoint-{global_step}/`` (Hugging Face file names):
 ``model.safetensors`` (or the model's ``save_pretrained`` files), ``optimizer.pt``,
@@ -256,31 +257,6 @@ def begin_checkpoint(directory: str) -> str:
     return tmp
 
 
-def write_main_files(tmp: str, *, model, model_state, optimizer_state, scheduler_state, scaler_state, state, args,
-                     processing_class=None, loss_window: dict | None = None, save_only_model: bool = False,
-                     weights: bool = True) -> None:
-    """Files written once per checkpoint: weights, args, state, optimizer/scheduler/scaler.
-    ``trainer_state.json`` comes last: a folder that has it is complete."""
-    save_model_files(model, tmp, processing_class, args, state_dict=model_state, weights=weights)
-    if not save_only_model:
-        if optimizer_state is not None:
-            torch.save(optimizer_state, os.path.join(tmp, OPTIMIZER_NAME))
-        if scheduler_state is not None:
-            torch.save(scheduler_state, os.path.join(tmp, SCHEDULER_NAME))
-        if scaler_state is not None:
-            torch.save(scaler_state, os.path.join(tmp, SCALER_NAME))
-        if loss_window is not None:
-            write_json(os.path.join(tmp, LOSS_WINDOW_NAME), loss_window)
-    state.save_to_json(os.path.join(tmp, TRAINER_STATE_NAME))
-
-
-def write_rank_files(tmp: str, rank: int, world_size: int, dataloader_state: dict | None) -> None:
-    """Files every process writes: its RNG state and its dataloader position."""
-    torch.save(rng_state(), os.path.join(tmp, rank_file(RNG_NAME, rank, world_size)))  # now, on this thread
-    if dataloader_state is not None:
-        torch.save(dataloader_state, os.path.join(tmp, rank_file(DATALOADER_NAME, rank, world_size)))
-
-
 def finish_checkpoint(tmp: str, directory: str) -> str:
     """fsync everything, then rename into place (replacing a checkpoint of the same step)."""
     parent, name = os.path.split(directory)
@@ -326,81 +302,6 @@ def disk_full_guard(tmp: str, path: str):
                       f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}). The save was abandoned and "
                       f"its partial files removed; the checkpoints written before are intact ({kept}). Free space, "
                       "lower save_total_limit or set save_only_model=True, then resume") from e
-
-
-def write_training_checkpoint(trainer) -> str:
-    """Write ``checkpoint-{global_step}`` of a training run atomically, then rotate; returns its path.
-
-    The writer (main process, or each node's main with ``save_on_each_node``) writes the shared
-    files into a temporary directory; every process adds its RNG state and data position; the
-    writer fsyncs and renames the directory into place. Barriers separate the three phases.
-    With ``save_async`` the writer's files are written and renamed by a background thread from
-    host copies of the state (``trainer/async_save.py``); the small per-process files are written
-    before the training thread goes on.
-    """
-    args, rt, state = trainer.args, trainer.runtime, trainer.state
-    writer_thread = getattr(trainer, "checkpoint_writer", None)
-    if writer_thread is not None:
-        writer_thread.wait()  # one save in flight at most
-    path = checkpoint_dir(args.output_dir, state.global_step)
-    if state.best_global_step == state.global_step:
-        state.best_model_checkpoint = path
-    state.record_callback_states(trainer.callback_handler.callbacks + [trainer.control])
-    writer = rt.is_local_main_process if args.save_on_each_node else rt.is_main_process
-    loop = getattr(trainer, "_loop", None)
-    dataloader_state = loop.dataloader.state_dict() if loop is not None and not args.save_only_model else None
-    loss_window = loop.checkpoint_loss_window() if loop is not None else None
-    strategy = rt.strategy
-    model_state = strategy.model_state_dict(trainer.model_wrapped)  # collectives first, on every process
-    optimizer_state = None if args.save_only_model else strategy.optimizer_state_dict(trainer.optimizer)
-    tmp = temporary_dir(path)
-    main_files = None
-    if writer:
-        os.makedirs(args.output_dir, exist_ok=True)
-        remove_stale_temporaries(args.output_dir)
-        begin_checkpoint(path)
-        scheduler, scaler = trainer.lr_scheduler, rt.scaler
-        files = dict(
-            model=rt.unwrap(trainer.model_wrapped), model_state=model_state, optimizer_state=optimizer_state,
-            scheduler_state=scheduler.state_dict() if scheduler is not None else None,
-            scaler_state=scaler.state_dict() if scaler is not None else None, state=state, args=args,
-            processing_class=trainer.processing_class, loss_window=loss_window, save_only_model=args.save_only_model,
-            weights=strategy.writes_weights_file(),
-        )
-        if args.save_async:
-            from .async_save import host_copy
-
-            if files["model_state"] is None:  # the model's own weights, copied as they are at this step
-                files["model_state"] = rt.unwrap(trainer.model_wrapped).state_dict()
-            files.update({key: host_copy(files[key]) for key in (
-                "model_state", "optimizer_state", "scheduler_state", "scaler_state", "state", "loss_window")})
-        main_files = files
-        if not args.save_async:
-            with disk_full_guard(tmp, path):
-                write_main_files(tmp, **files)
-    rt.wait_for_everyone()
-    if not args.save_only_model:
-        with disk_full_guard(tmp, path):
-            strategy.save_engine_state(tmp, state.global_step)  # DeepSpeed / sharded FSDP: every process writes
-            write_rank_files(tmp, rt.process_index, rt.num_processes, dataloader_state)
-    rt.wait_for_everyone()
-    if writer:
-        best = state.best_model_checkpoint  # as of this step: the background rotation must not see a later one
-
-        def finish() -> None:
-            with disk_full_guard(tmp, path):
-                if args.save_async:
-                    write_main_files(tmp, **main_files)
-                finish_checkpoint(tmp, path)
-            rotate_checkpoints(args.output_dir, args.save_total_limit, best)
-
-        if args.save_async:
-            trainer.checkpoint_writer.submit(path, finish)
-        else:
-            finish()
-    if not args.save_async:
-        rt.wait_for_everyone()
-    return path
 
 
 def save_final_model(trainer, output_dir: str) -> None:

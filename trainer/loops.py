@@ -22,11 +22,11 @@ from callbacks import TrainerControl, TrainerState
 from . import checkpoint as ckpt
 from .arguments import resolve_steps
 from .checkpoint import list_checkpoints, restore_rng_state
+from .checkpointing import loop_parts
 from .data import has_length, set_dataloader_epoch
 from .evaluation import TrainOutput
 from .optim import num_warmup_steps
 from .preemption import PreemptionHandler
-from .resume import load_resume_point, restore_optimization, restore_trainer_state
 from .run_metrics import speed_metrics
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -92,6 +92,14 @@ class TrainingLoop:
         self.trainer = trainer
         self.args = trainer.args
         self.batch_size = batch_size
+        # what the loop owns across steps, and what a checkpoint saves of it (checkpointing.loop_parts)
+        self.window = LossWindow(self.args.logging_nan_inf_filter, trainer.runtime.device)
+        self.last_logged_step: int | None = None  # None: the step the run starts at
+        self.dataloader = None
+        # set by a restore, used when the first epoch opens
+        self.resume_path: str | None = None
+        self.pending_data_position = None
+        self.pending_rng = None
 
     @property
     def counts_tokens(self) -> bool:
@@ -139,27 +147,27 @@ class TrainingLoop:
         return state
 
     # -- resume ---------------------------------------------------------------------------
-    def start_position(self, resume) -> tuple[int, int]:
+    def start_position(self) -> tuple[int, int]:
         """``(epoch, update step within it)`` to start from; (0, 0) for a new run."""
-        if resume is None:
+        if self.resume_path is None:
             return 0, 0
-        step = resume.state.global_step
+        state = self.trainer.state
         if self.updates_per_epoch is None:  # iterable dataset: epochs count completed passes
-            return int(resume.state.epoch or 0), 0
-        return step // self.updates_per_epoch, step % self.updates_per_epoch
+            return int(state.epoch or 0), 0
+        return state.global_step // self.updates_per_epoch, state.global_step % self.updates_per_epoch
 
-    def _open_first_epoch(self, dataloader, epoch: int, update: int, resume):
+    def _open_first_epoch(self, dataloader, epoch: int, update: int):
         """The iterator of the first epoch of this call, at the saved data position when resuming."""
         args = self.args
         mid_epoch = update > 0 or self.updates_per_epoch is None  # an iterable's position is always restored
-        if resume is not None and mid_epoch:
+        if self.resume_path is not None and mid_epoch:
             if args.ignore_data_skip:
                 logger.info("Resuming at epoch %d step %d; ignore_data_skip=True: the epoch's data starts over",
                             epoch, update)
-            elif resume.dataloader is None:
-                logger.warning("%s has no dataloader state: the epoch's data starts over", resume.path)
+            elif self.pending_data_position is None:
+                logger.warning("%s has no dataloader state: the epoch's data starts over", self.resume_path)
             else:
-                dataloader.load_state_dict(resume.dataloader)
+                dataloader.load_state_dict(self.pending_data_position)
                 dataset = getattr(dataloader, "dataset", None)
                 if isinstance(dataset, torch.utils.data.IterableDataset) and not hasattr(dataset, "state_dict"):
                     logger.warning("Resuming: the IterableDataset has no state_dict, so its batches before the "
@@ -170,7 +178,7 @@ class TrainingLoop:
         return iter(dataloader)
 
     # -- the loop -------------------------------------------------------------------------
-    def run(self, dataloader, resume=None) -> dict:
+    def run(self, dataloader) -> dict:
         trainer, args = self.trainer, self.args
         rt, handler = trainer.runtime, trainer.callback_handler
         state, control = trainer.state, trainer.control
@@ -191,15 +199,11 @@ class TrainingLoop:
         self.tokens_pending = 0  # this process's input tokens since the last fold into state (int or tensor)
         preemption = PreemptionHandler(args.save_on_interrupt)
         self.dataloader = dataloader
-        self.window = LossWindow(args.logging_nan_inf_filter, rt.device)
-        self.last_logged_step = state.global_step
+        if self.last_logged_step is None:
+            self.last_logged_step = state.global_step
         self.grad_norm = None
         self.preempted = False
-        first_epoch, update = self.start_position(resume)
-        if resume is not None:
-            if resume.loss_window is not None:
-                self.window.load_state_dict(resume.loss_window)
-                self.last_logged_step = resume.loss_window.get("last_logged_step", state.global_step)
+        first_epoch, update = self.start_position()
         start_step = state.global_step
         start_time = time.perf_counter()
 
@@ -216,9 +220,10 @@ class TrainingLoop:
                 trainer._past = None
                 control = handler.on_epoch_begin(args, state, control)
                 if epoch == first_epoch:
-                    iterator = self._open_first_epoch(dataloader, epoch, update, resume)
-                    if resume is not None and resume.rng is not None:
-                        restore_rng_state(resume.rng)  # after the iterator exists, before the first step
+                    iterator = self._open_first_epoch(dataloader, epoch, update)
+                    if self.pending_rng is not None:
+                        restore_rng_state(self.pending_rng)  # after the iterator exists, before the first step
+                        self.pending_rng = None
                 else:
                     iterator = iter(dataloader)
                     update = 0
@@ -345,9 +350,6 @@ class TrainingLoop:
         self.trainer.state.num_input_tokens_seen += self.trainer.runtime.reduce_sum(self.tokens_pending)
         self.tokens_pending = 0
 
-    def checkpoint_loss_window(self) -> dict:
-        return {**self.window.state_dict(), "last_logged_step": self.last_logged_step}
-
     # -- log / evaluate / save ------------------------------------------------------------
     def log_evaluate_save(self, model) -> None:
         trainer, control = self.trainer, self.trainer.control
@@ -415,7 +417,10 @@ def run_training(trainer: Trainer, batch_size: int) -> TrainOutput:
             f"{batch_size}, dataloader_drop_last={args.dataloader_drop_last}"
         )
     rt = trainer.runtime
-    resume = load_resume_point(trainer)
+    checkpointer = trainer.checkpointer
+    checkpointer.attach_loop(loop_parts(loop))
+    # the whole checkpoint is read (and the weights loaded) before anything else changes
+    checkpoint = checkpointer.read(trainer._resume_path) if trainer._resume_path is not None else None
     trainer.state = loop.new_state()
     if trainer._trial is not None:
         trainer.state.is_hyper_param_search = True
@@ -423,8 +428,6 @@ def run_training(trainer: Trainer, batch_size: int) -> TrainOutput:
         trainer.state.trial_params = dict(trainer._trial_params)
     trainer.control = TrainerControl()
     trainer.last_saved_step = None
-    if resume is not None:
-        restore_trainer_state(trainer, resume)
     if args.gradient_checkpointing:
         kwargs = args.gradient_checkpointing_kwargs or {"use_reentrant": False}
         if hasattr(trainer.model, "activation_checkpointing_enable"):  # transformers >= 5's name
@@ -438,8 +441,9 @@ def run_training(trainer: Trainer, batch_size: int) -> TrainOutput:
         loop.max_steps, num_warmup_steps(args, loop.max_steps),
     )
     trainer.model_wrapped = model
-    if resume is not None:
-        restore_optimization(trainer, resume)
+    if checkpoint is not None:
+        checkpointer.restore(checkpoint)  # every registered part, the loop's included
+        loop.resume_path = checkpoint.path
     if args.torch_compile:
         model = torch.compile(model, backend=args.torch_compile_backend, mode=args.torch_compile_mode)
         trainer.model_wrapped = model
@@ -457,7 +461,7 @@ def run_training(trainer: Trainer, batch_size: int) -> TrainOutput:
         loop.max_steps,
     )
     trainer._loop = loop
-    metrics = loop.run(train_dataloader, resume)
+    metrics = loop.run(train_dataloader)
     trainer.checkpoint_writer.wait()  # save_async: the last checkpoint is on disk before train() goes on
     if args.load_best_model_at_end and not loop.preempted and trainer.state.best_model_checkpoint is not None:
         trainer.runtime.wait_for_everyone()

@@ -35,6 +35,7 @@ from integrations.reporting import reporting_callbacks
 from . import checkpoint as ckpt
 from .arguments import TrainingArguments
 from .async_save import CheckpointWriter
+from .checkpointing import Checkpointer, trainer_parts
 from .data import (
     DataCollatorWithPadding,
     build_dataloader,
@@ -183,6 +184,9 @@ class Trainer(SearchMixin, HubMixin):
             self.lr_scheduler,
         )
         self.checkpoint_writer = CheckpointWriter()  # save_async: the background thread writing checkpoints
+        self.checkpointer = Checkpointer(self)  # saves and restores the run's parts (trainer/checkpointing.py)
+        for part in trainer_parts(self):
+            self.checkpointer.register(part)
         self.hub = None  # integrations.hub.HubPusher: the repo and its background pushes (main process)
         self.hub_push_failures: list[str] = []
         self._card_kwargs: dict = {}
@@ -488,9 +492,9 @@ class Trainer(SearchMixin, HubMixin):
         return better
 
     def save_training_checkpoint(self) -> str:
-        """Write ``checkpoint-{global_step}`` atomically (see ``checkpoint.write_training_checkpoint``),
-        rotate, fire on_save; returns its path."""
-        path = ckpt.write_training_checkpoint(self)
+        """Write ``checkpoint-{global_step}`` atomically (``checkpointing.Checkpointer.save``), rotate, fire
+        on_save; returns its path."""
+        path = self.checkpointer.save()
         self.last_saved_step = self.state.global_step
         if self.hub is not None:
             self.checkpoint_writer.wait()  # the push uploads the finished folder

@@ -12,7 +12,16 @@ import importlib.util
 import logging
 import numbers
 
-from callbacks import ExportableState, TrainerCallback
+from callbacks import (
+    DefaultFlowCallback,
+    ExportableState,
+    NotebookProgressCallback,
+    PrinterCallback,
+    ProfilerCallback,
+    ProgressCallback,
+    TrainerCallback,
+    in_notebook,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +51,18 @@ def resolve_report_to(report_to) -> list[str]:
         valid = ", ".join(["none", "all", *REPORTING_INTEGRATIONS])
         raise ValueError(f"report_to={report_to!r}: unknown backend(s) {unknown}; choose from: {valid}")
     return names
+
+
+def default_callbacks(args) -> list:
+    """The callbacks every Trainer starts with: the flow of log/evaluate/save decisions, a progress display
+    (a bar in a terminal or a notebook, plain log lines with ``disable_tqdm``), the profiler when asked,
+    then the logging backends of ``report_to``."""
+    if args.disable_tqdm:
+        progress = PrinterCallback
+    else:
+        progress = NotebookProgressCallback if in_notebook() else ProgressCallback
+    default = [DefaultFlowCallback, progress] + ([ProfilerCallback] if args.profile else [])
+    return default + reporting_callbacks(args.report_to)
 
 
 def reporting_callbacks(report_to) -> list:

@@ -418,3 +418,14 @@ def has_length(dataloader) -> bool:
         return len(dataloader) is not None
     except (TypeError, NotImplementedError):
         return False
+
+
+def to_device(inputs, device):
+    """A batch (a mapping, a list/tuple or a tensor) with its tensors on ``device``; as it is on the CPU."""
+    if device.type == "cpu":
+        return inputs
+    if isinstance(inputs, Mapping):
+        return type(inputs)({k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in inputs.items()})
+    if isinstance(inputs, (list, tuple)):
+        return type(inputs)(v.to(device) if isinstance(v, torch.Tensor) else v for v in inputs)
+    return inputs.to(device) if isinstance(inputs, torch.Tensor) else inputs

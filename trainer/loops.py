@@ -351,6 +351,30 @@ class TrainingLoop:
         self.tokens_pending = 0
 
     # -- log / evaluate / save ------------------------------------------------------------
+    def metric_value(self, metrics: dict) -> float:
+        """The value of ``metric_for_best_model`` in an evaluation's metrics (``eval_`` prefix optional)."""
+        name = self.args.metric_for_best_model or "loss"
+        key = name if name.startswith("eval_") else f"eval_{name}"
+        if key not in metrics:
+            produced = sorted(k for k in metrics if k.startswith("eval_"))
+            raise ValueError(
+                f"metric_for_best_model={name!r}: the evaluation produced no {key!r}; it produced {produced}. Set "
+                "metric_for_best_model to one of them, or make compute_metrics return it"
+            )
+        return float(metrics[key])
+
+    def track_best(self, metrics: dict) -> bool:
+        """Update ``state.best_metric``/``best_global_step`` from an evaluation; True if it improved."""
+        if self.args.metric_for_best_model is None:
+            return False
+        value = self.metric_value(metrics)
+        best = self.trainer.state.best_metric
+        better = best is None or (value > best if self.args.greater_is_better else value < best)
+        if better:
+            self.trainer.state.best_metric = value
+            self.trainer.state.best_global_step = self.trainer.state.global_step
+        return better
+
     def log_evaluate_save(self, model) -> None:
         trainer, control = self.trainer, self.trainer.control
         self.fold_tokens()
@@ -359,10 +383,10 @@ class TrainingLoop:
         metrics = None
         if control.should_evaluate:
             metrics = trainer.evaluate()
-            trainer.track_best(metrics)
+            self.track_best(metrics)
             scheduler = trainer.lr_scheduler
             if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
-                scheduler.step(trainer.metric_value(metrics))
+                scheduler.step(self.metric_value(metrics))
             model.train()
             trainer._past = None
         if trainer.args.save_strategy == "best":
@@ -370,7 +394,8 @@ class TrainingLoop:
         if control.should_save:
             trainer.save_training_checkpoint()
         if metrics is not None:  # after the save, so a search backend can keep the trial's checkpoint
-            trainer.report_trial_objective(metrics)  # a search may prune the trial here
+            if trainer._search is not None:
+                trainer._search.report(metrics)  # the backend may prune the trial here
 
     def log_training(self) -> None:
         trainer, state = self.trainer, self.trainer.state
@@ -422,10 +447,8 @@ def run_training(trainer: Trainer, batch_size: int) -> TrainOutput:
     # the whole checkpoint is read (and the weights loaded) before anything else changes
     checkpoint = checkpointer.read(trainer._resume_path) if trainer._resume_path is not None else None
     trainer.state = loop.new_state()
-    if trainer._trial is not None:
-        trainer.state.is_hyper_param_search = True
-        trainer.state.trial_name = trainer._search.trial_name(trainer._trial)
-        trainer.state.trial_params = dict(trainer._trial_params)
+    if trainer._search is not None:
+        trainer._search.mark_state(trainer.state)
     trainer.control = TrainerControl()
     trainer.last_saved_step = None
     if args.gradient_checkpointing:
@@ -472,10 +495,9 @@ def run_training(trainer: Trainer, batch_size: int) -> TrainOutput:
     trainer._memory_tracker.stop_and_update("train", metrics)
     trainer.log(metrics)
     trainer.control = handler.on_train_end(args, trainer.state, trainer.control)
-    if trainer.hub is not None:
+    if trainer.publisher.hub is not None:
         newest = ckpt.list_checkpoints(args.output_dir)
-        trainer.hub_push_failures = trainer.hub.finish_training(newest[-1] if newest else None, trainer.state.global_step,
-                                                          trainer.model_card_text())
+        trainer.publisher.training_ended(newest[-1] if newest else None)
     if loop.preempted:
         logger.warning("Training stopped by a preemption signal at step %d; checkpoint %s is complete. Exiting.",
                        trainer.state.global_step, ckpt.checkpoint_dir(args.output_dir, trainer.state.global_step))

@@ -1,60 +1,89 @@
-"""The Trainer's publishing methods: the model card and ``push_to_hub`` (the uploads are in
-``integrations/hub.py``, the card's text in ``integrations/model_card.py``)."""
+"""The run's publishing to the Hugging Face Hub, a collaborator the Trainer holds (``trainer.publisher``):
+the repo (created when the Trainer is built with ``push_to_hub``, so a bad token or name fails before
+training), the pushes at each checkpoint, at ``save_model`` and at the end of training, and the model card.
+The uploads are in ``integrations/hub.py``, the card's text in ``integrations/model_card.py``; the Trainer
+keeps the public methods (``push_to_hub``, ``create_model_card``, ``model_card_text``).
+"""
 
 from __future__ import annotations
 
 import os
 
 
-class HubMixin:
-    """``model_card_text``, ``create_model_card`` and ``push_to_hub``; ``self.hub`` is the run's HubPusher."""
+class Publisher:
+    def __init__(self, trainer):
+        self.trainer = trainer
+        self.hub = None  # integrations.hub.HubPusher: the repo and its background pushes (main process)
+        self.push_failures: list[str] = []
+        self.card_kwargs: dict = {}
+        if trainer.args.push_to_hub and trainer.is_world_process_zero():
+            self._open_repo()
 
+    def _open_repo(self):
+        if self.hub is None:
+            from integrations.hub import HubPusher
+
+            self.hub = HubPusher(self.trainer.args)
+        return self.hub
+
+    # -- the events of a run that push --------------------------------------------------
+    def checkpoint_saved(self, path: str) -> None:
+        """A checkpoint was saved: pushed as ``hub_strategy`` says."""
+        if self.hub is not None:
+            trainer = self.trainer
+            trainer.checkpoint_writer.wait()  # the push uploads the finished folder
+            self.hub.on_checkpoint(path, trainer.state.global_step, self.model_card_text())
+
+    def model_saved(self, output_dir: str) -> None:
+        """``save_model()`` into output_dir with push_to_hub: the model and its card, in the background."""
+        if self.hub is not None:
+            self.create_model_card()
+            self.hub.push_folder(output_dir, self.model_card_text(), "Model save")
+
+    def training_ended(self, newest_checkpoint: str | None) -> None:
+        """The end of ``train()``: the last push, waited for; failures are kept in ``push_failures``."""
+        if self.hub is not None:
+            self.push_failures = self.hub.finish_training(newest_checkpoint, self.trainer.state.global_step,
+                                                          self.model_card_text())
+
+    # -- the Trainer's public methods ---------------------------------------------------
     def model_card_text(self, **kwargs) -> str:
-        """The model card (README.md) of this run; ``kwargs``: finetuned_from, dataset, tasks, language,
-        license, tags, model_name (remembered for later cards)."""
         from integrations.model_card import build_model_card
 
-        self._card_kwargs.update(kwargs)
-        card = dict(self._card_kwargs)
+        trainer = self.trainer
+        self.card_kwargs.update(kwargs)
+        card = dict(self.card_kwargs)
         default_name = self.hub.repo_id.split("/")[-1] if self.hub is not None else \
-            os.path.basename(os.path.abspath(self.args.output_dir))
+            os.path.basename(os.path.abspath(trainer.args.output_dir))
         name = card.pop("model_name", None) or default_name
-        return build_model_card(self.args, self.state, name, num_processes=self.runtime.num_processes, **card)
+        return build_model_card(trainer.args, trainer.state, name, num_processes=trainer.runtime.num_processes, **card)
 
     def create_model_card(self, **kwargs) -> None:
-        """Write the model card as ``output_dir/README.md`` (main process), with the run's curves drawn
-        into ``training_curves.png`` and embedded when matplotlib is installed."""
-        if not self.is_world_process_zero():
+        trainer = self.trainer
+        if not trainer.is_world_process_zero():
             return
-        os.makedirs(self.args.output_dir, exist_ok=True)
+        os.makedirs(trainer.args.output_dir, exist_ok=True)
         import importlib.util
 
         from .run_files import CURVES_NAME, curves, plot_curves
 
-        if importlib.util.find_spec("matplotlib") is not None and curves(self.state.log_history):
-            plot_curves(self.state.log_history, os.path.join(self.args.output_dir, CURVES_NAME))
+        if importlib.util.find_spec("matplotlib") is not None and curves(trainer.state.log_history):
+            plot_curves(trainer.state.log_history, os.path.join(trainer.args.output_dir, CURVES_NAME))
             kwargs.setdefault("curves_image", CURVES_NAME)
-        with open(os.path.join(self.args.output_dir, "README.md"), "w", encoding="utf-8") as f:
+        with open(os.path.join(trainer.args.output_dir, "README.md"), "w", encoding="utf-8") as f:
             f.write(self.model_card_text(**kwargs))
 
-    def push_to_hub(self, commit_message: str = "End of training", blocking: bool = True, **model_card_kwargs):
-        """Save the model and its card to output_dir and push them to the Hub repo (``hub_model_id``).
-
-        ``blocking=False`` returns at once with the upload's Future. Returns the commit id (or the
-        Future); None on other processes than the main one.
-        """
-        self.save_model(_internal_call=True)
-        if not self.is_world_process_zero():
+    def push_to_hub(self, commit_message: str, blocking: bool, **model_card_kwargs):
+        trainer = self.trainer
+        trainer.save_model(_internal_call=True)
+        if not trainer.is_world_process_zero():
             return None
-        if self.hub is None:
-            from integrations.hub import HubPusher
-
-            self.hub = HubPusher(self.args)
+        hub = self._open_repo()
         self.create_model_card(**model_card_kwargs)
-        future = self.hub.push_folder(self.args.output_dir, self.model_card_text(), commit_message)
+        future = hub.push_folder(trainer.args.output_dir, self.model_card_text(), commit_message)
         if not blocking:
             return future
-        failures = self.hub.wait()
+        failures = hub.wait()
         if failures and failures[-1].startswith(f"push_to_hub: the push {commit_message!r} failed"):
             raise RuntimeError(failures[-1])
         return future.result()

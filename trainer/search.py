@@ -1,5 +1,6 @@
 """``Trainer.hyperparameter_search``: the trainer's side of a search, driven by a backend in
-``integrations/hpo``.
+``integrations/hpo``. The ``Search`` is a collaborator the Trainer holds (``trainer._search``) while a
+search runs; outside one it is None.
 
 Each trial: the hp space gives values -> applied to a copy of the TrainingArguments (names and
 types checked; ``output_dir`` becomes ``<output_dir>/run-<trial id>``) -> ``model_init`` builds a
@@ -40,6 +41,9 @@ class Search:
         self.hp_name = hp_name
         self.direction = direction
         self.base_args = trainer.args
+        self.trial = None  # the trial training now
+        self.trial_params: dict = {}
+        self.objective = None  # the running trial's objective, from its last evaluation
 
     @property
     def multi_objective(self) -> bool:
@@ -48,23 +52,44 @@ class Search:
     def trial_name(self, trial) -> str:
         return self.hp_name(trial) if self.hp_name is not None else f"run-{self.backend.trial_id(trial)}"
 
-    def begin_trial(self, trial) -> dict:
-        """The trial's hyperparameters, applied to a fresh copy of the arguments; returns them."""
-        params = self.backend.params(trial, self.hp_space)
+    def begin_trial(self, trial) -> None:
+        """At ``train(trial=...)``: the trial's hyperparameters applied to a fresh copy of the arguments, and
+        what the Trainer derives from the arguments rebuilt."""
+        from .evaluation import LabelSmoother
+
+        self.trial = trial
+        self.trial_params = self.backend.params(trial, self.hp_space)
         trial_dir = os.path.join(self.base_args.output_dir, f"run-{self.backend.trial_id(trial)}")
-        self.trainer.args = apply_hyperparameters(self.base_args, params, trial_dir)
-        return params
+        trainer = self.trainer
+        trainer.args = apply_hyperparameters(self.base_args, self.trial_params, trial_dir)
+        trainer._train_batch_size = trainer.args.train_batch_size
+        smoothing = trainer.args.label_smoothing_factor
+        trainer.label_smoother = LabelSmoother(smoothing) if smoothing else None
+
+    def mark_state(self, state) -> None:
+        """Tell callbacks (through ``TrainerState``) which trial runs."""
+        if self.trial is not None:
+            state.is_hyper_param_search = True
+            state.trial_name = self.trial_name(self.trial)
+            state.trial_params = dict(self.trial_params)
+
+    def report(self, metrics: dict) -> None:
+        """An evaluation of the running trial: its objective, reported to the backend (which may prune it)."""
+        if self.trial is None:
+            return
+        self.objective = self.objective_of(metrics)
+        self.backend.report(self, self.trial, self.objective, self.trainer.state.global_step)
 
     def run_trial(self, trial, resume_from_checkpoint=None):
         """Train one trial; its objective: the last evaluation's, or a final ``evaluate()``'s."""
         trainer = self.trainer
-        trainer.objective = None
+        self.objective = None
         trainer.train(resume_from_checkpoint=resume_from_checkpoint, trial=trial)
-        if trainer.objective is None:
-            trainer.objective = self.objective(trainer.evaluate())
-        return trainer.objective
+        if self.objective is None:
+            self.objective = self.objective_of(trainer.evaluate())
+        return self.objective
 
-    def objective(self, metrics: dict):
+    def objective_of(self, metrics: dict):
         value = self.compute_objective(metrics)
         if self.multi_objective:
             values = list(value) if isinstance(value, (list, tuple)) else [value]
@@ -76,45 +101,6 @@ class Search:
             raise ValueError(f"compute_objective returned {len(value)} values but direction={self.direction!r} "
                              "is one: pass a list of directions for a multi-objective search")
         return float(value)
-
-
-class SearchMixin:
-    """The Trainer's search methods: ``hyperparameter_search`` and the per-trial hooks ``train()`` calls."""
-
-    def _begin_trial(self, trial) -> None:
-        """Apply a search trial's hyperparameters (a copy of the arguments), or leave the run as it is."""
-        self._trial = trial if self._search is not None else None
-        if self._trial is None:  # outside a search, `trial` only goes to model_init(trial)
-            return
-        self._trial_params = self._search.begin_trial(trial)
-        self._train_batch_size = self.args.train_batch_size
-        from .evaluation import LabelSmoother
-
-        smoothing = self.args.label_smoothing_factor
-        self.label_smoother = LabelSmoother(smoothing) if smoothing else None
-
-    def report_trial_objective(self, metrics: dict) -> None:
-        """During a search: the objective of an evaluation, reported to the backend (which may prune the trial)."""
-        if self._search is None or self._trial is None:
-            return
-        self.objective = self._search.objective(metrics)
-        self._search.backend.report(self._search, self._trial, self.objective, self.state.global_step)
-
-    def hyperparameter_search(self, hp_space: Callable | None = None, compute_objective: Callable | None = None,
-                              n_trials: int = 20, direction: str | list[str] = "minimize", backend: str | None = None,
-                              hp_name: Callable | None = None, **kwargs):
-        """Search hyperparameters with optuna (default when installed) or Ray Tune; returns a ``BestRun``
-        (a list of them for several directions).
-
-        ``hp_space(trial) -> dict`` names TrainingArguments fields (default: the backend's space of
-        learning_rate, num_train_epochs, seed, per_device_train_batch_size). ``compute_objective(metrics)``
-        defaults to the eval loss (or the sum of the metrics). ``direction``: "minimize", "maximize"
-        or a list of them. ``kwargs`` go to the backend: for optuna ``sampler``, ``pruner``,
-        ``storage`` (e.g. "sqlite:///search.db"), ``study_name``, ``timeout``; for Ray ``scheduler``,
-        ``search_alg``, ``resources_per_trial``... Needs ``model_init``. See ``trainer/search.py``.
-        """
-        return run_search(self, hp_space, compute_objective, n_trials, direction, backend, hp_name, **kwargs)
-
 
 
 def run_search(trainer: Trainer, hp_space=None, compute_objective=None, n_trials: int = 20,
@@ -137,7 +123,6 @@ def run_search(trainer: Trainer, hp_space=None, compute_objective=None, n_trials
         return search.backend.run(search, n_trials, direction, **kwargs)
     finally:
         trainer._search = None
-        trainer._trial = None
         trainer.args = search.base_args
 
 

@@ -20,17 +20,11 @@ from torch.utils.data import DataLoader, Dataset, IterableDataset
 
 from callbacks import (
     CallbackHandler,
-    DefaultFlowCallback,
-    NotebookProgressCallback,
-    PrinterCallback,
-    ProfilerCallback,
-    ProgressCallback,
     TrainerCallback,
     TrainerControl,
     TrainerState,
-    in_notebook,
 )
-from integrations.reporting import reporting_callbacks
+from integrations.reporting import default_callbacks
 
 from . import checkpoint as ckpt
 from .arguments import TrainingArguments
@@ -44,6 +38,7 @@ from .data import (
     has_length,
     model_input_names,
     remove_unused_columns,
+    to_device,
 )
 from .eval_loop import evaluation_loop, prediction_step
 from .evaluation import (
@@ -57,12 +52,12 @@ from .faults import explain_training_error, no_loss_message, not_scalar_loss_mes
 from .loops import run_training
 from .metrics import metrics_form
 from .optim import create_optimizer, get_scheduler, num_warmup_steps
-from .publishing import HubMixin
+from .publishing import Publisher
 from .results import format_metrics, write_results
 from .resume import prepare_output_dir, resolve_checkpoint
 from .run_metrics import MemoryTracker, speed_metrics
 from .runtime import Runtime, configure_logging, set_seed
-from .search import SearchMixin
+from .search import run_search
 
 logger = logging.getLogger(__name__)
 
@@ -72,7 +67,7 @@ def _accepts_kwarg(fn, name: str) -> bool:
     return name in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
 
 
-class Trainer(SearchMixin, HubMixin):
+class Trainer:
     """Train, evaluate and predict with a PyTorch model.
 
     Args:
@@ -166,18 +161,10 @@ class Trainer(SearchMixin, HubMixin):
         self._flos_params = None  # non-embedding parameter count, for floating_point_ops
         self._past = None  # outputs[past_index] of the last step, fed back as `mems` (past_index >= 0)
         self._memory_tracker = MemoryTracker(args.skip_memory_metrics)
-        self._search = None  # the running hyperparameter_search (trainer/search.py)
-        self._trial = None
-        self._trial_params: dict = {}
-        self.objective = None  # the running trial's objective, from its last evaluation
+        self._search = None  # the running hyperparameter_search's Search (trainer/search.py), else None
 
-        if args.disable_tqdm:
-            progress = PrinterCallback
-        else:
-            progress = NotebookProgressCallback if in_notebook() else ProgressCallback
-        default = [DefaultFlowCallback, progress] + ([ProfilerCallback] if args.profile else [])
         self.callback_handler = CallbackHandler(
-            default + reporting_callbacks(args.report_to) + list(callbacks or []),
+            default_callbacks(args) + list(callbacks or []),
             self.model,
             self.processing_class,
             self.optimizer,
@@ -187,13 +174,7 @@ class Trainer(SearchMixin, HubMixin):
         self.checkpointer = Checkpointer(self)  # saves and restores the run's parts (trainer/checkpointing.py)
         for part in trainer_parts(self):
             self.checkpointer.register(part)
-        self.hub = None  # integrations.hub.HubPusher: the repo and its background pushes (main process)
-        self.hub_push_failures: list[str] = []
-        self._card_kwargs: dict = {}
-        if args.push_to_hub and self.is_world_process_zero():
-            from integrations.hub import HubPusher
-
-            self.hub = HubPusher(args)  # creates the repo now: a bad token or name fails before training
+        self.publisher = Publisher(self)  # the Hub repo, created now with push_to_hub (trainer/publishing.py)
         self.state = TrainerState(
             is_local_process_zero=self.is_local_process_zero(), is_world_process_zero=self.is_world_process_zero()
         )
@@ -341,7 +322,8 @@ class Trainer(SearchMixin, HubMixin):
         if kwargs:
             raise TypeError(f"train() got unexpected keyword arguments: {sorted(kwargs)}")
         self.checkpoint_writer.wait()  # a save_async checkpoint of an earlier train() may still be writing
-        self._begin_trial(trial)
+        if self._search is not None:  # a trial of hyperparameter_search: its values applied to the arguments
+            self._search.begin_trial(trial)
         args = self.args
         args.validate()
         self._check_eval_dataset()
@@ -458,47 +440,15 @@ class Trainer(SearchMixin, HubMixin):
     def _prepare_inputs(self, inputs):
         if self.args.past_index >= 0 and self._past is not None and isinstance(inputs, Mapping):
             inputs = {**inputs, "mems": self._past}
-        device = self.runtime.device
-        if device.type == "cpu":
-            return inputs
-        if isinstance(inputs, Mapping):
-            return type(inputs)({k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in inputs.items()})
-        if isinstance(inputs, (list, tuple)):
-            return type(inputs)(v.to(device) if isinstance(v, torch.Tensor) else v for v in inputs)
-        return inputs
+        return to_device(inputs, self.runtime.device)
 
     # -- checkpoints ----------------------------------------------------------------------
-    def metric_value(self, metrics: dict) -> float:
-        name = self.args.metric_for_best_model or "loss"
-        key = name if name.startswith("eval_") else f"eval_{name}"
-        if key not in metrics:
-            produced = sorted(k for k in metrics if k.startswith("eval_"))
-            raise ValueError(
-                f"metric_for_best_model={name!r}: the evaluation produced no {key!r}; it produced {produced}. Set "
-                "metric_for_best_model to one of them, or make compute_metrics return it"
-            )
-        return float(metrics[key])
-
-    def track_best(self, metrics: dict) -> bool:
-        """Update ``state.best_metric``/``best_global_step`` from an evaluation; True if it improved."""
-        if self.args.metric_for_best_model is None:
-            return False
-        value = self.metric_value(metrics)
-        best = self.state.best_metric
-        better = best is None or (value > best if self.args.greater_is_better else value < best)
-        if better:
-            self.state.best_metric = value
-            self.state.best_global_step = self.state.global_step
-        return better
-
     def save_training_checkpoint(self) -> str:
         """Write ``checkpoint-{global_step}`` atomically (``checkpointing.Checkpointer.save``), rotate, fire
         on_save; returns its path."""
         path = self.checkpointer.save()
         self.last_saved_step = self.state.global_step
-        if self.hub is not None:
-            self.checkpoint_writer.wait()  # the push uploads the finished folder
-            self.hub.on_checkpoint(path, self.state.global_step, self.model_card_text())
+        self.publisher.checkpoint_saved(path)
         self.control = self.callback_handler.on_save(self.args, self.state, self.control)
         return path
 
@@ -510,9 +460,8 @@ class Trainer(SearchMixin, HubMixin):
         push = self.args.push_to_hub and not _internal_call and output_dir in (None, self.args.output_dir)
         output_dir = output_dir or self.args.output_dir
         self._save_model_files(output_dir)
-        if push and self.hub is not None:
-            self.create_model_card()
-            self.hub.push_folder(output_dir, self.model_card_text(), "Model save")
+        if push:
+            self.publisher.model_saved(output_dir)
 
     def _save_model_files(self, output_dir: str) -> None:
         ckpt.save_final_model(self, output_dir)
@@ -541,6 +490,44 @@ class Trainer(SearchMixin, HubMixin):
         """Write ``{split}_results.json`` (and merge into ``all_results.json``) in output_dir (main process)."""
         if self.is_world_process_zero():
             write_results(self.args.output_dir, split, metrics, combined)
+
+    # -- collaborators: the Hub publisher and the hyperparameter search ------------------
+    @property
+    def hub(self):
+        """The run's ``integrations.hub.HubPusher`` (main process, with push_to_hub), else None."""
+        return self.publisher.hub
+
+    @property
+    def hub_push_failures(self) -> list[str]:
+        return self.publisher.push_failures
+
+    def model_card_text(self, **kwargs) -> str:
+        """The model card (README.md) of this run; ``kwargs``: finetuned_from, dataset, tasks, language,
+        license, tags, model_name (remembered for later cards)."""
+        return self.publisher.model_card_text(**kwargs)
+
+    def create_model_card(self, **kwargs) -> None:
+        """Write the model card as ``output_dir/README.md`` (main process), with the run's curves drawn
+        into ``training_curves.png`` and embedded when matplotlib is installed."""
+        self.publisher.create_model_card(**kwargs)
+
+    def push_to_hub(self, commit_message: str = "End of training", blocking: bool = True, **model_card_kwargs):
+        """Save the model and its card to output_dir and push them to the Hub repo (``hub_model_id``);
+        ``blocking=False`` returns the upload's Future. Returns the commit id; None on other processes."""
+        return self.publisher.push_to_hub(commit_message, blocking, **model_card_kwargs)
+
+    def hyperparameter_search(self, hp_space: Callable | None = None, compute_objective: Callable | None = None,
+                              n_trials: int = 20, direction: str | list[str] = "minimize", backend: str | None = None,
+                              hp_name: Callable | None = None, **kwargs):
+        """Search hyperparameters with optuna (default when installed) or Ray Tune; returns a ``BestRun``
+        (a list of them for several directions). Needs ``model_init``; see docs/hyperparameter_search.md.
+
+        ``hp_space(trial) -> dict`` names TrainingArguments fields; ``compute_objective(metrics)`` defaults to
+        the eval loss (or the sum of the metrics); ``direction``: "minimize", "maximize" or a list of them;
+        ``kwargs`` go to the backend (optuna: ``sampler``, ``pruner``, ``storage``, ``study_name``, ``timeout``;
+        Ray: ``scheduler``, ``search_alg``, ``resources_per_trial``...).
+        """
+        return run_search(self, hp_space, compute_objective, n_trials, direction, backend, hp_name, **kwargs)
 
     # -- evaluation and prediction --------------------------------------------------------
     def evaluate(self, eval_dataset=None, ignore_keys: list[str] | None = None, metric_key_prefix: str = "eval") -> dict:

@@ -178,10 +178,18 @@ class TrainingLoop:
         return iter(dataloader)
 
     # -- the loop -------------------------------------------------------------------------
+    def fire(self, event: str):
+        """Fire a callback event; the control it returns (a callback may hand back a new one) is the
+        Trainer's from then on, which ``log()``, ``evaluate()`` and the saves update too."""
+        trainer = self.trainer
+        trainer.control = getattr(trainer.callback_handler, event)(self.args, trainer.state, trainer.control)
+        return trainer.control
+
     def run(self, dataloader) -> dict:
         trainer, args = self.trainer, self.args
-        rt, handler = trainer.runtime, trainer.callback_handler
-        state, control = trainer.state, trainer.control
+        rt = trainer.runtime
+        state = trainer.state
+        fire = self.fire
         model = trainer.model_wrapped
         optimizer, scheduler = trainer.optimizer, trainer.lr_scheduler
         accum = args.gradient_accumulation_steps
@@ -207,18 +215,16 @@ class TrainingLoop:
         start_step = state.global_step
         start_time = time.perf_counter()
 
-        control = handler.on_train_begin(args, state, control)
+        fire("on_train_begin")
         if args.eval_on_start and state.global_step == 0:  # a sanity check, not a candidate for the best model
-            trainer.control = control
             trainer.evaluate()
-            control = trainer.control
         preemption.install()
         try:
             for epoch in range(first_epoch, self.num_epochs):
                 set_dataloader_epoch(dataloader, epoch)
                 model.train()
                 trainer._past = None
-                control = handler.on_epoch_begin(args, state, control)
+                fire("on_epoch_begin")
                 if epoch == first_epoch:
                     iterator = self._open_first_epoch(dataloader, epoch, update)
                     if self.pending_rng is not None:
@@ -236,7 +242,7 @@ class TrainingLoop:
                     if inputs is None:  # iterable dataset exhausted
                         break
                     trainer.current_gradient_accumulation_steps = n_micro
-                    control = handler.on_step_begin(args, state, control)
+                    fire("on_step_begin")
                     for micro in range(n_micro):
                         if micro:
                             inputs = next(iterator, None)
@@ -251,7 +257,7 @@ class TrainingLoop:
                             with rt.no_sync(model):
                                 loss = trainer.training_step(model, inputs)
                             self.window.add(loss)
-                            control = handler.on_substep_end(args, state, control)
+                            fire("on_substep_end")
                         else:
                             loss = trainer.training_step(model, inputs)
                             self.window.add(loss)
@@ -262,9 +268,9 @@ class TrainingLoop:
                     else:
                         if clip:
                             self.grad_norm = rt.clip_grad_norm(params, args.max_grad_norm, model, optimizer)
-                        control = handler.on_pre_optimizer_step(args, state, control)
+                        fire("on_pre_optimizer_step")
                         optimizer.step()
-                        control = handler.on_optimizer_step(args, state, control)
+                        fire("on_optimizer_step")
                         if step_scheduler and not (check_skipped and optimizer.step_was_skipped):
                             scheduler.step()
                         optimizer.zero_grad(set_to_none=True)
@@ -272,20 +278,16 @@ class TrainingLoop:
                     state.global_step += 1
                     # an iterable dataset's length is unknown: its epoch counts completed passes
                     state.epoch = epoch + update / self.updates_per_epoch if self.updates_per_epoch else float(epoch)
-                    control = handler.on_step_end(args, state, control)
+                    control = fire("on_step_end")
                     if control.should_log or control.should_evaluate or control.should_save:
-                        trainer.control = control
                         self.log_evaluate_save(model)
-                        control = trainer.control
                     if rt.reduce_any(preemption.requested):  # all ranks agree (a plain read when not distributed)
                         self.preempted = True
-                        trainer.control = control
                         if trainer.last_saved_step != state.global_step:
                             trainer.save_training_checkpoint()
-                        control = trainer.control
-                        control.should_training_stop = True
+                        trainer.control.should_training_stop = True
                         break
-                    if control.should_epoch_stop or control.should_training_stop:
+                    if trainer.control.should_epoch_stop or trainer.control.should_training_stop:
                         break
                 if self.preempted:
                     break
@@ -295,18 +297,15 @@ class TrainingLoop:
                             "the training dataloader yielded no batch in an epoch: the dataset is empty (or smaller "
                             "than one batch with dataloader_drop_last=True)"
                         )
-                    if not control.should_training_stop:  # the pass ran to its end
+                    if not trainer.control.should_training_stop:  # the pass ran to its end
                         state.epoch = float(epoch + 1)
-                control = handler.on_epoch_end(args, state, control)
-                trainer.control = control
+                control = fire("on_epoch_end")
                 if control.should_log or control.should_evaluate or control.should_save:
                     self.log_evaluate_save(model)
-                    control = trainer.control
-                if control.should_training_stop:
+                if trainer.control.should_training_stop:
                     break
         finally:
             preemption.uninstall()
-        trainer.control = control
 
         steps_done = state.global_step - start_step
         self.fold_tokens()

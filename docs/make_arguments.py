@@ -34,9 +34,17 @@ Everything above, plus:
 """
 
 
+def sections() -> str:
+    """One table per section of the fields (``trainer/argument_sections/``), in the dataclass's order."""
+    parts = []
+    for section in reversed(TrainingArguments.__bases__):
+        title = section.__doc__.split(":")[0].split(".")[0].strip()
+        parts.append(f"### {title}\n\n" + arguments_markdown(TrainingArguments, only=section))
+    return "\n".join(parts)
+
+
 def render() -> str:
-    return (HEADER + arguments_markdown(TrainingArguments) + SEQ2SEQ
-            + arguments_markdown(Seq2SeqTrainingArguments, skip=TrainingArguments))
+    return (HEADER + sections() + SEQ2SEQ + arguments_markdown(Seq2SeqTrainingArguments, skip=TrainingArguments))
 
 
 if __name__ == "__main__":

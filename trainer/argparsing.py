@@ -224,14 +224,16 @@ def _type_name(hint: Any) -> str:
     return str(hint).replace("typing.", "").replace("NoneType", "None")
 
 
-def arguments_markdown(cls, skip: type | None = None) -> str:
+def arguments_markdown(cls, skip: type | None = None, only: type | None = None) -> str:
     """A Markdown table of a dataclass's fields (flag, type, default, help); fields that ``skip`` (a base
-    class) has are left out. ``docs/arguments.md`` is made of these, so it follows the code."""
+    class) has are left out, and with ``only`` (a section of the fields) the others are.
+    ``docs/arguments.md`` is made of these, so it follows the code."""
     hints = typing.get_type_hints(cls)
     inherited = {f.name for f in dataclasses.fields(skip)} if skip else set()
+    section = {f.name for f in dataclasses.fields(only)} if only else None
     rows = ["| argument | type | default | what it does |", "|---|---|---|---|"]
     for f in dataclasses.fields(cls):
-        if not f.init or f.name in inherited:
+        if not f.init or f.name in inherited or (section is not None and f.name not in section):
             continue
         default = f.default if f.default is not dataclasses.MISSING else (
             f.default_factory() if f.default_factory is not dataclasses.MISSING else "required")

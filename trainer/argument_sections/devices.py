@@ -1,0 +1,63 @@
+"""The devices and processes fields of ``TrainingArguments`` (``DeviceArguments``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..argument_checks import DDP_BACKENDS
+from . import _help
+
+
+@dataclass
+class DeviceArguments:
+    """Devices and processes: the device, mixed precision, the process group, and the engines that shard
+    training."""
+
+    fp16: bool = field(default=False, metadata=_help("float16 mixed precision with a gradient scaler."))
+    bf16: bool = field(default=False, metadata=_help("bfloat16 mixed precision."))
+    fp16_full_eval: bool = field(default=False, metadata=_help("Evaluate with the model cast to float16."))
+    bf16_full_eval: bool = field(default=False, metadata=_help("Evaluate with the model cast to bfloat16."))
+    tf32: bool | None = field(
+        default=None, metadata=_help("Allow TF32 matmuls on Ampere or newer CUDA GPUs; None leaves torch's default.")
+    )
+    use_cpu: bool = field(default=False, metadata=_help("Train on the CPU even when a GPU is available."))
+    local_rank: int = field(
+        default=-1, metadata=_help("Rank of this process on its node; set by the launcher (LOCAL_RANK).")
+    )
+    ddp_backend: str | None = field(
+        default=None,
+        metadata=_help("torch.distributed backend; default nccl with CUDA, gloo on the CPU.", choices=DDP_BACKENDS),
+    )
+    ddp_timeout: int = field(default=1800, metadata=_help("Seconds a collective may wait before failing."))
+    ddp_find_unused_parameters: bool | None = field(
+        default=None,
+        metadata=_help("DistributedDataParallel find_unused_parameters (for models whose forward skips parameters); "
+                       "default False, or True with gradient checkpointing off and unused parameters present."),
+    )
+    ddp_bucket_cap_mb: int | None = field(
+        default=None, metadata=_help("DistributedDataParallel gradient bucket size in MB; default torch's 25.")
+    )
+    ddp_broadcast_buffers: bool | None = field(
+        default=None, metadata=_help("DistributedDataParallel broadcast_buffers (BatchNorm statistics); default True.")
+    )
+    deepspeed: str | dict | None = field(
+        default=None,
+        metadata=_help("DeepSpeed ZeRO: a JSON config file path or a dict; \"auto\" values are filled from these "
+                       "arguments (see integrations/deepspeed.py and configs/ds_zero*.json)."),
+    )
+    sharded_ddp: str | list | None = field(
+        default=None,
+        metadata=_help("FairScale sharded DDP: 'simple' (OSS optimizer + ShardedDataParallel; CPU or GPU). "
+                       "'zero_dp_2', 'zero_dp_3', 'offload' are FairScale's FSDP and need CUDA. FairScale is "
+                       "archived: prefer fsdp='full_shard'."),
+    )
+    fsdp: str | list | None = field(
+        default=None,
+        metadata=_help("torch FSDP2: 'full_shard' or 'shard_grad_op', optionally with 'offload' "
+                       "(e.g. 'full_shard offload')."),
+    )
+    fsdp_config: str | dict | None = field(
+        default=None,
+        metadata=_help("FSDP options as a dict or JSON file: transformer_layer_cls_to_wrap, min_num_params, "
+                       "state_dict_type ('full' or 'sharded'), reshard_after_forward."),
+    )

@@ -15,7 +15,7 @@ import torch
 from tests.fixtures import RegressionDataset, RegressionModel, regression_args
 from tests.processes import run
 from trainer import EvalPrediction, Trainer
-from trainer.evaluation import HostArray, PredictionStore
+from trainer.prediction_store import HostArray, PredictionStore
 
 pytest.importorskip("sklearn")
 evaluate = pytest.importorskip("evaluate")

@@ -213,7 +213,7 @@ def test_scheduler_without_optimizer_is_refused(tmp_path):
 
 
 def test_label_smoothing_matches_torch(tmp_path):
-    from trainer.evaluation import LabelSmoother
+    from trainer.label_smoothing import LabelSmoother
 
     logits = torch.randn(6, 4)
     labels = torch.tensor([0, 1, 2, 3, -100, 1])

@@ -21,8 +21,8 @@ from callbacks import (
 
 from .arguments import TrainingArguments
 from .data import DataCollatorWithPadding, default_data_collator, sample_generator
-from .evaluation import EvalLoopOutput, EvalPrediction, PredictionOutput, TrainOutput
 from .optim import get_scheduler
+from .outputs import EvalLoopOutput, EvalPrediction, PredictionOutput, TrainOutput
 from .runtime import set_seed
 from .seq2seq import Seq2SeqTrainer, Seq2SeqTrainingArguments
 from .trainer import Trainer

@@ -2,7 +2,7 @@
 
 Per batch: ``prediction_step`` -> ``preprocess_logits_for_metrics`` (so only what it returns is
 kept) -> gather across processes -> stored on the host (``PredictionStore``, numpy buffers
-preallocated for the dataset) and/or streamed into the metrics (``metrics.py``) ->
+preallocated for the dataset) and/or streamed into the metrics (``metric_forms.py``) ->
 ``on_prediction_step``. The loss is summed on the device and synced once at the end.
 
 Predictions are kept only when something reads them: ``predict()``, or a ``compute_metrics``
@@ -19,19 +19,10 @@ from typing import TYPE_CHECKING
 import torch
 
 from .data import has_length
-from .evaluation import (
-    PAD_INDEX,
-    EvalLoopOutput,
-    EvalPrediction,
-    PredictionStore,
-    denumpify,
-    inference_ignore_keys,
-    nested_detach,
-    nested_map,
-    prefix_metrics,
-    strip_outputs,
-)
-from .metrics import metrics_form
+from .metric_forms import denumpify, metrics_form, prefix_metrics
+from .nested import nested_detach, nested_leaves, nested_map
+from .outputs import EvalLoopOutput, EvalPrediction
+from .prediction_store import PAD_INDEX, PredictionStore
 
 if TYPE_CHECKING:  # pragma: no cover
     from .trainer import Trainer
@@ -126,6 +117,39 @@ def evaluation_loop(
         metrics["loss"] = (totals[0] / totals[1]).item()
     metrics = prefix_metrics(metrics, metric_key_prefix)
     return EvalLoopOutput(predictions=all_preds, label_ids=all_labels, metrics=metrics, num_samples=num_samples)
+
+
+# Outputs that are never predictions: the key-value cache of generative models. transformers names it
+# ``past_key_values`` (and ``cache`` in a few models); its configs used to list it in
+# ``keys_to_ignore_at_inference``, which transformers 5.25 dropped from most of them.
+DEFAULT_IGNORE_KEYS = ("past_key_values", "cache")
+
+
+def inference_ignore_keys(model) -> list[str]:
+    """The output keys ``prediction_step`` drops when the caller passes no ``ignore_keys``: the model
+    config's ``keys_to_ignore_at_inference`` when it declares one, else the cache keys above."""
+    config = getattr(model, "config", None)
+    keys = getattr(config, "keys_to_ignore_at_inference", None) if config is not None else None
+    return list(keys) if keys is not None else list(DEFAULT_IGNORE_KEYS)
+
+
+def is_prediction(value) -> bool:
+    """A tensor, or a list/tuple/dict whose leaves are all tensors: what evaluation can gather and store.
+    ``None`` and other objects (a ``Cache``, a string) are not."""
+    leaves = nested_leaves(value)
+    return bool(leaves) and all(isinstance(t, torch.Tensor) for t in leaves)
+
+
+def strip_outputs(outputs, ignore_keys: list[str], drop_first: bool):
+    """Model outputs as a tuple of predictions: without the loss, ``ignore_keys`` and any value that is
+    not made of tensors (a cache object under a key nobody listed)."""
+    if isinstance(outputs, torch.Tensor):
+        return None if drop_first else outputs
+    if isinstance(outputs, Mapping):
+        kept = tuple(v for k, v in outputs.items() if k not in ignore_keys and k != "loss" and is_prediction(v))
+        return kept or None
+    kept = tuple(v for v in (outputs[1:] if drop_first else outputs) if is_prediction(v))
+    return kept or None
 
 
 def _with_last(dataloader) -> Iterator[tuple[int, object, bool]]:

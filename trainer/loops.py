@@ -24,10 +24,10 @@ from .arguments import resolve_steps
 from .checkpoint import list_checkpoints, restore_rng_state
 from .checkpointing import loop_parts
 from .data import has_length, set_dataloader_epoch
-from .evaluation import TrainOutput
 from .optim import num_warmup_steps
+from .outputs import TrainOutput
 from .preemption import PreemptionHandler
-from .run_metrics import speed_metrics
+from .speed_memory import speed_metrics
 
 if TYPE_CHECKING:  # pragma: no cover
     from .trainer import Trainer

@@ -55,7 +55,7 @@ class Search:
     def begin_trial(self, trial) -> None:
         """At ``train(trial=...)``: the trial's hyperparameters applied to a fresh copy of the arguments, and
         what the Trainer derives from the arguments rebuilt."""
-        from .evaluation import LabelSmoother
+        from .label_smoothing import LabelSmoother
 
         self.trial = trial
         self.trial_params = self.backend.params(trial, self.hp_space)

@@ -23,7 +23,8 @@ import torch
 from torch import nn
 
 from .arguments import TrainingArguments, _help
-from .evaluation import PAD_INDEX, PredictionOutput
+from .outputs import PredictionOutput
+from .prediction_store import PAD_INDEX
 from .trainer import Trainer
 
 # decoder inputs are built by generate itself; labels only give the loss

@@ -41,23 +41,19 @@ from .data import (
     to_device,
 )
 from .eval_loop import evaluation_loop, prediction_step
-from .evaluation import (
-    PAD_INDEX,
-    EvalLoopOutput,
-    LabelSmoother,
-    PredictionOutput,
-    TrainOutput,
-)
 from .faults import explain_training_error, no_loss_message, not_scalar_loss_message
+from .label_smoothing import LabelSmoother
 from .loops import run_training
-from .metrics import metrics_form
+from .metric_forms import metrics_form
 from .optim import create_optimizer, get_scheduler, num_warmup_steps
+from .outputs import EvalLoopOutput, PredictionOutput, TrainOutput
+from .prediction_store import PAD_INDEX
 from .publishing import Publisher
 from .results import format_metrics, write_results
 from .resume import prepare_output_dir, resolve_checkpoint
-from .run_metrics import MemoryTracker, speed_metrics
 from .runtime import Runtime, configure_logging, set_seed
 from .search import run_search
+from .speed_memory import MemoryTracker, speed_metrics
 
 logger = logging.getLogger(__name__)
 
@@ -83,7 +79,7 @@ class Trainer:
         model_init: builds a fresh model at every ``train()`` (seeded first).
         compute_metrics: a function ``EvalPrediction -> dict``, an ``evaluate`` module (or
             ``evaluate.combine``) fed batch by batch, or with ``batch_eval_metrics=True`` a
-            function ``(EvalPrediction, compute_result) -> dict`` called per batch (see ``metrics.py``).
+            function ``(EvalPrediction, compute_result) -> dict`` called per batch (see ``metric_forms.py``).
         callbacks: extra callbacks (classes or instances).
         optimizers: ``(optimizer, scheduler)`` to use instead of the ones built from the args.
         preprocess_logits_for_metrics: ``(logits, labels) -> logits`` applied per batch before

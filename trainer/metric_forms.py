@@ -15,7 +15,11 @@ from __future__ import annotations
 import inspect
 from collections.abc import Mapping
 
-from .evaluation import EvalPrediction, nested_leaves, nested_truncate, to_numpy
+import numpy as np
+import torch
+
+from .nested import nested_leaves, nested_truncate, to_numpy
+from .outputs import EvalPrediction
 
 
 def is_evaluate_module(obj) -> bool:
@@ -176,3 +180,20 @@ def metrics_form(compute_metrics, batch_eval_metrics: bool, include_for_metrics:
         return BatchMetrics(compute_metrics, "inputs" in include_for_metrics, "loss" in include_for_metrics)
     return FunctionMetrics(compute_metrics)
 
+
+def denumpify(metrics: dict) -> dict:
+    """numpy scalars -> Python floats/ints, for JSON and logs."""
+    out = {}
+    for k, v in metrics.items():
+        if isinstance(v, np.generic):
+            v = v.item()
+        elif isinstance(v, torch.Tensor) and v.numel() == 1:
+            v = v.item()
+        out[k] = v
+    return out
+
+
+def prefix_metrics(metrics: dict, prefix: str) -> dict:
+    """Add ``{prefix}_`` to every key that does not already carry it."""
+    start = f"{prefix}_"
+    return {k if k.startswith(start) else start + k: v for k, v in metrics.items()}

@@ -1,4 +1,6 @@
-"""Evaluation containers and the accumulation of predictions across batches.
+"""Where evaluation keeps predictions, labels, inputs and losses across batches: numpy buffers on the host,
+preallocated for the dataset when its size is known (``eval_accumulation_steps`` sets how often the device's
+batches are copied over).
 
 Ragged sequence outputs (batches of different lengths) are padded with -100 on their second
 dimension when concatenated, so ``predict()`` returns one array per output.
@@ -6,100 +8,12 @@ dimension when concatenated, so ``predict()`` returns one array per output.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any, NamedTuple
-
 import numpy as np
 import torch
 
+from .nested import nested_leaves, nested_map, nested_rebuild, nested_truncate, to_numpy
+
 PAD_INDEX = -100
-
-
-class EvalPrediction:
-    """What ``compute_metrics`` receives: ``predictions``, ``label_ids`` and, when asked for with
-    ``include_for_metrics``, ``inputs`` (the main input, e.g. ``input_ids``) and ``losses`` (each
-    sample's batch loss).
-
-    Unpacks like a tuple: ``preds, labels = eval_pred`` (then ``inputs`` and ``losses`` when given).
-    """
-
-    def __init__(self, predictions, label_ids, inputs=None, losses=None):
-        self.predictions = predictions
-        self.label_ids = label_ids
-        self.inputs = inputs
-        self.losses = losses
-
-    def _items(self) -> tuple:
-        extra = tuple(v for v in (self.inputs, self.losses) if v is not None)
-        return (self.predictions, self.label_ids) + extra
-
-    def __iter__(self):
-        return iter(self._items())
-
-    def __getitem__(self, idx):
-        return self._items()[idx]
-
-    def __len__(self) -> int:
-        return len(self._items())
-
-
-class PredictionOutput(NamedTuple):
-    predictions: Any
-    label_ids: Any
-    metrics: dict[str, float] | None
-
-
-class EvalLoopOutput(NamedTuple):
-    predictions: Any
-    label_ids: Any
-    metrics: dict[str, float] | None
-    num_samples: int
-
-
-class TrainOutput(NamedTuple):
-    global_step: int
-    training_loss: float
-    metrics: dict[str, float]
-
-
-# -- nested tensors -----------------------------------------------------------------------
-def nested_map(fn, obj):
-    if isinstance(obj, (list, tuple)):
-        return type(obj)(nested_map(fn, o) for o in obj)
-    if isinstance(obj, Mapping):
-        return type(obj)({k: nested_map(fn, v) for k, v in obj.items()})
-    return fn(obj)
-
-
-def nested_leaves(obj) -> list:
-    """The leaves of a nested tuple/list/dict, in ``nested_map`` order."""
-    leaves = []
-    nested_map(leaves.append, obj)
-    return leaves
-
-
-def nested_rebuild(template, leaves: list):
-    """``template``'s structure with its leaves replaced, in order, by ``leaves``."""
-    it = iter(leaves)
-    return nested_map(lambda _: next(it), template)
-
-
-def nested_detach(obj):
-    return nested_map(lambda t: t.detach() if isinstance(t, torch.Tensor) else t, obj)
-
-
-def nested_truncate(obj, limit: int):
-    return nested_map(lambda t: t[:limit], obj)
-
-
-def to_numpy(tensor) -> np.ndarray:
-    """A host numpy array of ``tensor`` (bfloat16 read as float32, numpy has no bfloat16)."""
-    if not isinstance(tensor, torch.Tensor):
-        return np.asarray(tensor)
-    tensor = tensor.detach()
-    if tensor.dtype == torch.bfloat16:
-        tensor = tensor.float()
-    return tensor.cpu().numpy()
 
 
 class HostArray:
@@ -225,74 +139,3 @@ def _truncate_batches(batches: list, limit: int | None) -> list:
         kept.append(batch if seen + rows <= limit else nested_truncate(batch, limit - seen))
         seen += rows
     return kept
-
-
-def denumpify(metrics: dict) -> dict:
-    """numpy scalars -> Python floats/ints, for JSON and logs."""
-    out = {}
-    for k, v in metrics.items():
-        if isinstance(v, np.generic):
-            v = v.item()
-        elif isinstance(v, torch.Tensor) and v.numel() == 1:
-            v = v.item()
-        out[k] = v
-    return out
-
-
-def prefix_metrics(metrics: dict, prefix: str) -> dict:
-    """Add ``{prefix}_`` to every key that does not already carry it."""
-    start = f"{prefix}_"
-    return {k if k.startswith(start) else start + k: v for k, v in metrics.items()}
-
-
-class LabelSmoother:
-    """Cross-entropy with label smoothing ``epsilon``, ignoring positions labelled -100."""
-
-    def __init__(self, epsilon: float, ignore_index: int = PAD_INDEX):
-        self.epsilon = epsilon
-        self.ignore_index = ignore_index
-
-    def __call__(self, model_output, labels: torch.Tensor, shift_labels: bool = False) -> torch.Tensor:
-        logits = model_output["logits"] if isinstance(model_output, Mapping) else model_output[0]
-        if shift_labels:
-            logits = logits[..., :-1, :].contiguous()
-            labels = labels[..., 1:].contiguous()
-        return torch.nn.functional.cross_entropy(
-            logits.reshape(-1, logits.shape[-1]).float(),
-            labels.reshape(-1),
-            ignore_index=self.ignore_index,
-            label_smoothing=self.epsilon,
-        )
-
-
-# Outputs that are never predictions: the key-value cache of generative models. transformers names it
-# ``past_key_values`` (and ``cache`` in a few models); its configs used to list it in
-# ``keys_to_ignore_at_inference``, which transformers 5.25 dropped from most of them.
-DEFAULT_IGNORE_KEYS = ("past_key_values", "cache")
-
-
-def inference_ignore_keys(model) -> list[str]:
-    """The output keys ``prediction_step`` drops when the caller passes no ``ignore_keys``: the model
-    config's ``keys_to_ignore_at_inference`` when it declares one, else the cache keys above."""
-    config = getattr(model, "config", None)
-    keys = getattr(config, "keys_to_ignore_at_inference", None) if config is not None else None
-    return list(keys) if keys is not None else list(DEFAULT_IGNORE_KEYS)
-
-
-def is_prediction(value) -> bool:
-    """A tensor, or a list/tuple/dict whose leaves are all tensors: what evaluation can gather and store.
-    ``None`` and other objects (a ``Cache``, a string) are not."""
-    leaves = nested_leaves(value)
-    return bool(leaves) and all(isinstance(t, torch.Tensor) for t in leaves)
-
-
-def strip_outputs(outputs, ignore_keys: list[str], drop_first: bool):
-    """Model outputs as a tuple of predictions: without the loss, ``ignore_keys`` and any value that is
-    not made of tensors (a cache object under a key nobody listed)."""
-    if isinstance(outputs, torch.Tensor):
-        return None if drop_first else outputs
-    if isinstance(outputs, Mapping):
-        kept = tuple(v for k, v in outputs.items() if k not in ignore_keys and k != "loss" and is_prediction(v))
-        return kept or None
-    kept = tuple(v for v in (outputs[1:] if drop_first else outputs) if is_prediction(v))
-    return kept or None

@@ -16,7 +16,13 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from tests.fixtures import RegressionDataset, RegressionModel, SampleIterableDataset, regression_args
+from tests.fixtures import (
+    RegressionDataset,
+    RegressionModel,
+    SampleIterableDataset,
+    regression_args,
+    regression_trainer,
+)
 
 
 @dataclasses.dataclass
@@ -50,10 +56,8 @@ def _checkpointed(tmp: Path, **overrides) -> Path:
 
 
 def _resume(tmp: Path, **overrides):
-    from trainer import Trainer
 
-    trainer = Trainer(RegressionModel(), regression_args(tmp, max_steps=12, **overrides),
-                      train_dataset=RegressionDataset())
+    trainer = regression_trainer(tmp, max_steps=12, **overrides)
     return trainer.train(resume_from_checkpoint=True)
 
 
@@ -92,14 +96,12 @@ def _all_columns_removed(tmp: Path):
 
 
 def _output_dir_is_file(tmp: Path):
-    from trainer import Trainer
 
     (tmp / "out").write_text("not a directory")
-    Trainer(RegressionModel(), regression_args(tmp), train_dataset=RegressionDataset()).train()
+    regression_trainer(tmp).train()
 
 
 def _output_dir_not_writable(tmp: Path):
-    from trainer import Trainer
 
     if os.geteuid() == 0:  # root writes through file modes: use a filesystem nobody may write to
         out = "/sys/trainforge-output"
@@ -107,7 +109,7 @@ def _output_dir_not_writable(tmp: Path):
         (tmp / "locked").mkdir()
         (tmp / "locked").chmod(0o500)
         out = str(tmp / "locked" / "out")
-    Trainer(RegressionModel(), regression_args(tmp, output_dir=out), train_dataset=RegressionDataset()).train()
+    regression_trainer(tmp, output_dir=out).train()
 
 
 def _existing_checkpoints(tmp: Path):
@@ -150,10 +152,9 @@ def _no_eval_dataset(tmp: Path):
 
 
 def _search_without_model_init(tmp: Path):
-    from trainer import Trainer
 
-    Trainer(RegressionModel(), regression_args(tmp), train_dataset=RegressionDataset()).hyperparameter_search(
-        n_trials=1)
+    regression_trainer(tmp).hyperparameter_search(
+                       n_trials=1)
 
 
 def _no_model(tmp: Path):

@@ -114,6 +114,30 @@ def regression_args(tmp_path, **overrides):
     return TrainingArguments(**values)
 
 
+TRAINER_PARAMETERS = ("train_dataset", "eval_dataset", "callbacks", "compute_metrics", "model_init", "optimizers",
+                      "data_collator", "preprocess_logits_for_metrics", "processing_class")
+
+
+def regression_trainer(tmp_path, model: nn.Module | None = None, **kwargs):
+    """The usual small setup: a ``Trainer`` of ``RegressionModel()`` on ``RegressionDataset()`` with
+    ``regression_args(tmp_path)``. Keyword arguments that are Trainer parameters (``TRAINER_PARAMETERS``) go to
+    the Trainer, the others to the arguments."""
+    from trainer import Trainer
+
+    trainer_kwargs = {name: kwargs.pop(name) for name in TRAINER_PARAMETERS if name in kwargs}
+    trainer_kwargs.setdefault("train_dataset", RegressionDataset())
+    if model is None and "model_init" not in trainer_kwargs:
+        model = RegressionModel()
+    return Trainer(model, regression_args(tmp_path, **kwargs), **trainer_kwargs)
+
+
+def train_regression(tmp_path, model: nn.Module | None = None, **kwargs):
+    """``regression_trainer(...)``, trained; returns the trainer."""
+    trainer = regression_trainer(tmp_path, model, **kwargs)
+    trainer.train()
+    return trainer
+
+
 def params(model: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 

@@ -11,9 +11,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from tests.fixtures import RegressionDataset, RegressionModel, regression_args
+from tests.fixtures import regression_trainer
 from tests.test_resume import assert_resume_parity
-from trainer import Trainer, TrainerCallback, TrainingArguments, checkpointing
+from trainer import TrainerCallback, TrainingArguments, checkpointing
 from trainer.async_save import host_copy
 from trainer.checkpoint import list_checkpoints
 
@@ -24,9 +24,8 @@ def test_async_checkpoints_hold_the_same_bytes_as_blocking_ones(tmp_path):
     runs = {}
     for mode in (False, True):
         out = tmp_path / f"async-{mode}"
-        trainer = Trainer(RegressionModel(), regression_args(out, save_strategy="steps", save_steps=5, seed=3,
-                                                             save_async=mode, save_total_limit=2),
-                          train_dataset=RegressionDataset())
+        trainer = regression_trainer(out, save_strategy="steps", save_steps=5, seed=3,
+                                     save_async=mode, save_total_limit=2)
         trainer.train()
         runs[mode] = out / "out"
     names = [os.path.basename(p) for p in list_checkpoints(str(runs[True]))]
@@ -85,9 +84,8 @@ def test_training_goes_on_while_the_checkpoint_is_written(tmp_path, monkeypatch)
     gate = Gate(monkeypatch)
     box = []
     watch = WatchSteps(box, gate, save_step=4)
-    trainer = Trainer(RegressionModel(), regression_args(tmp_path, save_strategy="steps", save_steps=4,
-                                                         save_async=True, max_steps=8),
-                      train_dataset=RegressionDataset(), callbacks=[watch])
+    trainer = regression_trainer(tmp_path, save_strategy="steps", save_steps=4,
+                                 save_async=True, max_steps=8, callbacks=[watch])
     box.append(trainer)
     trainer.train()
     # steps 5 and 6 ran while checkpoint-4 was being written, by the writer thread, not the training thread
@@ -110,9 +108,8 @@ def test_a_failed_background_write_is_raised_and_leaves_earlier_checkpoints(tmp_
         real(tmp, files)
 
     monkeypatch.setattr(checkpointing, "write_main_files", failing_at_step_8)
-    trainer = Trainer(RegressionModel(), regression_args(tmp_path, save_strategy="steps", save_steps=4,
-                                                         save_async=True, max_steps=12),
-                      train_dataset=RegressionDataset())
+    trainer = regression_trainer(tmp_path, save_strategy="steps", save_steps=4,
+                                 save_async=True, max_steps=12)
     with pytest.raises(RuntimeError, match=r"the asynchronous save of .*checkpoint-8 failed \(OSError: \[Errno 28\] the "
                                            r"disk is full: .*its partial files removed; the checkpoints written "
                                            r"before are intact \(checkpoint-4\)"):

@@ -8,7 +8,7 @@ import os
 import pytest
 
 from callbacks import CallbackHandler
-from tests.fixtures import EventRecorder, RegressionDataset, RegressionModel, regression_args
+from tests.fixtures import EventRecorder, RegressionDataset, RegressionModel, regression_args, regression_trainer
 from trainer import (
     DefaultFlowCallback,
     EarlyStoppingCallback,
@@ -89,8 +89,7 @@ def test_evaluate_and_predict_events(tmp_path):
 
 
 def test_eval_delay_skips_early_evaluations(tmp_path):
-    trainer = Trainer(RegressionModel(), regression_args(tmp_path, eval_strategy="steps", eval_steps=2, eval_delay=10),
-                      train_dataset=RegressionDataset(), eval_dataset=RegressionDataset(8))
+    trainer = regression_trainer(tmp_path, eval_strategy="steps", eval_steps=2, eval_delay=10, eval_dataset=RegressionDataset(8))
     trainer.train()  # 16 steps
     assert [e["step"] for e in trainer.state.log_history if "eval_loss" in e] == [10, 12, 14, 16]
 
@@ -129,8 +128,8 @@ def test_early_stopping_threshold(tmp_path):
 
 
 def test_early_stopping_needs_metric_and_evaluation(tmp_path):
-    trainer = Trainer(RegressionModel(), regression_args(tmp_path), train_dataset=RegressionDataset(),
-                      callbacks=[EarlyStoppingCallback()])
+    trainer = regression_trainer(tmp_path,
+                                 callbacks=[EarlyStoppingCallback()])
     with pytest.raises(ValueError, match="EarlyStoppingCallback needs metric_for_best_model"):
         trainer.train()
     with pytest.raises(ValueError, match="early_stopping_patience=0 must be >= 1"):
@@ -152,8 +151,8 @@ def test_callback_can_stop_training(tmp_path):
                 control.should_training_stop = True
 
     recorder = EventRecorder()
-    trainer = Trainer(RegressionModel(), regression_args(tmp_path), train_dataset=RegressionDataset(),
-                      callbacks=[StopAtThree, recorder])
+    trainer = regression_trainer(tmp_path,
+                                 callbacks=[StopAtThree, recorder])
     trainer.train()
     assert trainer.state.global_step == 3
     assert recorder.events[-4:] == ["on_step_end", "on_epoch_end", "on_log", "on_train_end"]
@@ -198,8 +197,7 @@ def test_add_pop_remove_callbacks_by_class_and_instance(tmp_path):
 
 
 def test_progress_bars_by_default(tmp_path, capsys):
-    trainer = Trainer(RegressionModel(), regression_args(tmp_path, disable_tqdm=False, max_steps=8, logging_steps=4),
-                      train_dataset=RegressionDataset())
+    trainer = regression_trainer(tmp_path, disable_tqdm=False, max_steps=8, logging_steps=4)
     assert any(isinstance(c, ProgressCallback) for c in trainer.callback_handler.callbacks)
     trainer.train()
     err = capsys.readouterr().err
@@ -234,8 +232,7 @@ def test_callback_returning_a_new_control_object_is_followed(tmp_path):
             fresh.should_training_stop = state.global_step == 3
             return fresh
 
-    trainer = Trainer(RegressionModel(), regression_args(tmp_path, save_strategy="no"),
-                      train_dataset=RegressionDataset(), callbacks=[Replace()])
+    trainer = regression_trainer(tmp_path, save_strategy="no", callbacks=[Replace()])
     trainer.train()
     assert trainer.state.global_step == 3
     assert os.path.isdir(tmp_path / "out" / "checkpoint-2")
@@ -245,11 +242,9 @@ def test_profiler_callback_writes_a_trace_of_the_scheduled_steps(tmp_path):
     import glob
     import json
 
-    from tests.fixtures import RegressionDataset, RegressionModel, regression_args
-    from trainer import ProfilerCallback, Trainer
+    from trainer import ProfilerCallback
 
-    trainer = Trainer(RegressionModel(), regression_args(tmp_path, max_steps=8, profile=True),
-                      train_dataset=RegressionDataset())
+    trainer = regression_trainer(tmp_path, max_steps=8, profile=True)
     assert any(isinstance(cb, ProfilerCallback) for cb in trainer.callback_handler.callbacks)
     trainer.train()
     (trace,) = glob.glob(os.path.join(trainer.args.logging_dir, "profile", "*.pt.trace.json"))

@@ -8,7 +8,7 @@ import os
 import pytest
 import torch
 
-from tests.fixtures import RegressionDataset, RegressionModel, regression_args
+from tests.fixtures import RegressionDataset, RegressionModel, regression_args, regression_trainer
 from tests.test_callbacks import ScriptedMetric
 from trainer import Trainer
 from trainer.checkpoint import checkpoints_to_delete, list_checkpoints, load_model_weights
@@ -22,8 +22,7 @@ HF_STATE_FIELDS = {
 
 
 def test_checkpoint_files_and_contents(tmp_path):
-    trainer = Trainer(RegressionModel(), regression_args(tmp_path, save_strategy="steps", save_steps=5),
-                      train_dataset=RegressionDataset())
+    trainer = regression_trainer(tmp_path, save_strategy="steps", save_steps=5)
     trainer.train()
     out = tmp_path / "out"
     assert [os.path.basename(p) for p in list_checkpoints(str(out))] == ["checkpoint-5", "checkpoint-10",
@@ -71,7 +70,7 @@ def test_load_best_model_at_end_with_rotation(tmp_path, save_strategy):
 
 
 def test_save_model_state_and_metrics_files(tmp_path):
-    trainer = Trainer(RegressionModel(), regression_args(tmp_path, max_steps=4), train_dataset=RegressionDataset())
+    trainer = regression_trainer(tmp_path, max_steps=4)
     metrics = trainer.train().metrics
     trainer.save_model()
     trainer.save_state()

@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from tests.fixtures import RegressionDataset, RegressionModel, regression_args
+from tests.fixtures import RegressionDataset, RegressionModel, regression_args, regression_trainer
 from trainer import DataCollatorWithPadding, Trainer, default_data_collator
 from trainer.data import EpochSeededSampler, LengthGroupedSampler
 
@@ -164,9 +164,8 @@ def test_eval_loss_is_the_sample_mean_with_uneven_batches(tmp_path):
 
 
 def test_eval_dataset_dict_prefixes_metrics(tmp_path):
-    trainer = Trainer(RegressionModel(), regression_args(tmp_path, eval_strategy="epoch"),
-                      train_dataset=RegressionDataset(),
-                      eval_dataset={"near": RegressionDataset(8, seed=1), "far": RegressionDataset(8, seed=2)})
+    trainer = regression_trainer(tmp_path, eval_strategy="epoch",
+                                 eval_dataset={"near": RegressionDataset(8, seed=1), "far": RegressionDataset(8, seed=2)})
     trainer.train()
     evals = [e for e in trainer.state.log_history if any(k.startswith("eval_") for k in e)]
     keys = set().union(*evals)

@@ -15,7 +15,14 @@ import pytest
 import torch
 from torch import nn
 
-from tests.fixtures import RegressionDataset, RegressionDropoutModel, RegressionModel, params, regression_args
+from tests.fixtures import (
+    RegressionDataset,
+    RegressionDropoutModel,
+    RegressionModel,
+    params,
+    regression_args,
+    regression_trainer,
+)
 from tests.processes import ENV, finish, free_port, kill_group, start
 from trainer import Trainer, TrainerCallback, checkpointing
 from trainer import checkpoint as ckpt
@@ -72,8 +79,7 @@ def test_full_disk_abandons_the_save_and_keeps_the_previous_checkpoint(tmp_path,
 
 def test_full_disk_is_named_whatever_the_writer_reports(tmp_path, monkeypatch):
     """torch.save reports a full disk as 'unexpected pos'; safetensors and open() with ENOSPC: all are named."""
-    trainer = Trainer(RegressionModel(), regression_args(tmp_path, max_steps=4, save_strategy="steps", save_steps=2),
-                      train_dataset=RegressionDataset())
+    trainer = regression_trainer(tmp_path, max_steps=4, save_strategy="steps", save_steps=2)
     real_write = checkpointing.write_rank_files
 
     def full_at_step_4(tmp, states, rank, world_size):
@@ -90,8 +96,7 @@ def test_full_disk_is_named_whatever_the_writer_reports(tmp_path, monkeypatch):
 
 
 def test_other_write_errors_pass_through_unchanged(tmp_path, monkeypatch):
-    trainer = Trainer(RegressionModel(), regression_args(tmp_path, max_steps=2, save_strategy="steps", save_steps=2),
-                      train_dataset=RegressionDataset())
+    trainer = regression_trainer(tmp_path, max_steps=2, save_strategy="steps", save_steps=2)
 
     def broken(*a, **k):
         raise PermissionError(errno.EACCES, "Permission denied")
@@ -177,8 +182,7 @@ def test_a_failing_callback_is_named_and_the_checkpoint_before_it_resumes(tmp_pa
 
 
 def test_resume_weights_only_continues_a_save_only_model_checkpoint(tmp_path):
-    straight = Trainer(RegressionModel(), regression_args(tmp_path / "a", max_steps=8, lr_scheduler_type="linear"),
-                       train_dataset=RegressionDataset())
+    straight = regression_trainer(tmp_path / "a", max_steps=8, lr_scheduler_type="linear")
     straight.train()
     args = regression_args(tmp_path / "b", max_steps=8, save_strategy="steps", save_steps=4, save_only_model=True,
                            lr_scheduler_type="linear")

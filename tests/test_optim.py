@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from tests.fixtures import RegressionDataset, RegressionModel, regression_args
+from tests.fixtures import RegressionDataset, RegressionModel, regression_args, regression_trainer
 from trainer import Trainer, TrainingArguments, get_scheduler
 from trainer.optim import OPTIMIZER_NAMES, SCHEDULER_NAMES, create_optimizer, decay_parameter_names
 
@@ -50,8 +50,7 @@ def test_no_weight_decay_means_one_group():
 
 @pytest.mark.parametrize("name", OPTIMIZER_NAMES)
 def test_every_optimizer_builds_and_steps(tmp_path, name):
-    trainer = Trainer(RegressionModel(), regression_args(tmp_path, optim=name, max_steps=3, learning_rate=0.01),
-                      train_dataset=RegressionDataset())
+    trainer = regression_trainer(tmp_path, optim=name, max_steps=3, learning_rate=0.01)
     before = trainer.model.a.item()
     trainer.train()
     assert trainer.model.a.item() != before
@@ -144,8 +143,7 @@ def test_reduce_lr_on_plateau_steps_with_eval_metric(tmp_path):
 
 
 def test_warmup_ratio_and_steps(tmp_path):
-    trainer = Trainer(RegressionModel(), regression_args(tmp_path, warmup_ratio=0.25, max_steps=16, logging_steps=1),
-                      train_dataset=RegressionDataset())
+    trainer = regression_trainer(tmp_path, warmup_ratio=0.25, max_steps=16, logging_steps=1)
     trainer.train()
     lrs = [e["learning_rate"] for e in trainer.state.log_history if "learning_rate" in e]
     assert lrs[3] == pytest.approx(0.1)  # after step 4 of 4 warm-up steps: peak
@@ -158,11 +156,10 @@ def test_warmup_ratio_and_steps(tmp_path):
 def test_every_scheduler_name_builds(tmp_path):
     for name in SCHEDULER_NAMES:
         kwargs = {"min_lr_rate": 0.1} if name == "cosine_with_min_lr" else None
-        trainer = Trainer(RegressionModel(), regression_args(tmp_path, lr_scheduler_type=name, max_steps=3,
-                                                             lr_scheduler_kwargs=kwargs,
-                                                             eval_strategy="steps" if "plateau" in name else "no",
-                                                             eval_steps=1),
-                          train_dataset=RegressionDataset(), eval_dataset=RegressionDataset(8))
+        trainer = regression_trainer(tmp_path, lr_scheduler_type=name, max_steps=3,
+                                     lr_scheduler_kwargs=kwargs,
+                                     eval_strategy="steps" if "plateau" in name else "no",
+                                     eval_steps=1, eval_dataset=RegressionDataset(8))
         trainer.train()
         assert trainer.state.global_step == 3, name
 

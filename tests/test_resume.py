@@ -11,7 +11,13 @@ import numpy as np
 import pytest
 import torch
 
-from tests.fixtures import RegressionDataset, RegressionDropoutModel, RegressionModel, regression_args
+from tests.fixtures import (
+    RegressionDataset,
+    RegressionDropoutModel,
+    RegressionModel,
+    regression_args,
+    regression_trainer,
+)
 from trainer import EarlyStoppingCallback, Trainer, TrainerCallback, sample_generator
 
 
@@ -122,7 +128,7 @@ def test_resume_parity_with_early_stopping_mid_patience(tmp_path):
 
 def test_resume_true_picks_newest_complete_and_auto_starts_fresh(tmp_path):
     args = dict(save_strategy="steps", save_steps=4, max_steps=12)
-    trainer = Trainer(RegressionModel(), regression_args(tmp_path, **args), train_dataset=RegressionDataset())
+    trainer = regression_trainer(tmp_path, **args)
     trainer.train()
     out = tmp_path / "out"
     os.makedirs(out / ".tmp-checkpoint-16")  # a save that was killed half-way
@@ -133,30 +139,25 @@ def test_resume_true_picks_newest_complete_and_auto_starts_fresh(tmp_path):
         def on_train_begin(self, args, state, control, **kwargs):
             starts.append(state.global_step)
 
-    resumed = Trainer(RegressionModel(), regression_args(tmp_path, **{**args, "max_steps": 14}),
-                      train_dataset=RegressionDataset(), callbacks=[StartStep()])
+    resumed = regression_trainer(tmp_path, **{**args, "max_steps": 14}, callbacks=[StartStep()])
     resumed.train(resume_from_checkpoint=True)
     assert starts == [12]  # checkpoint-12, not the half-written 16 nor the empty 20
     assert resumed.state.global_step == 14
     assert not (out / ".tmp-checkpoint-16").exists()  # stale temporaries are cleaned at the next save
-    fresh = Trainer(RegressionModel(), regression_args(tmp_path / "empty", max_steps=2),
-                    train_dataset=RegressionDataset())
+    fresh = regression_trainer(tmp_path / "empty", max_steps=2)
     fresh.train(resume_from_checkpoint="auto")
     assert fresh.state.global_step == 2
-    again = Trainer(RegressionModel(), regression_args(tmp_path / "empty", max_steps=4, save_strategy="steps",
-                                                       save_steps=2, resume_from_checkpoint="auto"),
-                    train_dataset=RegressionDataset())
+    again = regression_trainer(tmp_path / "empty", max_steps=4, save_strategy="steps",
+                               save_steps=2, resume_from_checkpoint="auto")
     again.train()  # args.resume_from_checkpoint='auto': nothing saved yet, starts fresh
-    again2 = Trainer(RegressionModel(), regression_args(tmp_path / "empty", max_steps=6, save_strategy="steps",
-                                                        save_steps=2, resume_from_checkpoint="auto"),
-                     train_dataset=RegressionDataset())
+    again2 = regression_trainer(tmp_path / "empty", max_steps=6, save_strategy="steps",
+                                save_steps=2, resume_from_checkpoint="auto")
     again2.train()
     assert again2.state.log_history[0]["step"] >= 4  # resumed from checkpoint-4: no logs before it repeated
 
 
 def test_resume_errors_are_clear(tmp_path, caplog):
-    trainer = Trainer(RegressionModel(), regression_args(tmp_path, save_strategy="steps", save_steps=4, max_steps=4),
-                      train_dataset=RegressionDataset())
+    trainer = regression_trainer(tmp_path, save_strategy="steps", save_steps=4, max_steps=4)
     trainer.train()
     ckpt = tmp_path / "out" / "checkpoint-4"
     with pytest.raises(FileNotFoundError, match="resume_from_checkpoint='/nope': no such directory"):
@@ -164,8 +165,8 @@ def test_resume_errors_are_clear(tmp_path, caplog):
     with pytest.raises(ValueError, match=re.escape("is not a checkpoint: it has no trainer_state.json")):
         trainer.train(resume_from_checkpoint=str(tmp_path))
     with pytest.raises(ValueError, match="holds no complete checkpoint"):
-        Trainer(RegressionModel(), regression_args(tmp_path / "x"), train_dataset=RegressionDataset()).train(
-            resume_from_checkpoint=True)
+        regression_trainer(tmp_path / "x").train(
+                           resume_from_checkpoint=True)
 
     class Other(torch.nn.Module):
         def __init__(self):
@@ -179,16 +180,15 @@ def test_resume_errors_are_clear(tmp_path, caplog):
     with pytest.raises(ValueError, match=re.escape("do not fit Other: missing keys ['w'], unexpected keys ['a', 'b']")):
         other.train(resume_from_checkpoint=str(ckpt))
 
-    changed = Trainer(RegressionModel(), regression_args(tmp_path, per_device_train_batch_size=4, max_steps=6),
-                      train_dataset=RegressionDataset())
+    changed = regression_trainer(tmp_path, per_device_train_batch_size=4, max_steps=6)
     with caplog.at_level(logging.WARNING, logger="trainer"):
         changed.train(resume_from_checkpoint=str(ckpt))
     assert "per_device_train_batch_size: 8 -> 4" in caplog.text
 
 
 def test_save_only_model_checkpoints_cannot_resume(tmp_path):
-    trainer = Trainer(RegressionModel(), regression_args(tmp_path, save_strategy="steps", save_steps=4, max_steps=4,
-                                                         save_only_model=True), train_dataset=RegressionDataset())
+    trainer = regression_trainer(tmp_path, save_strategy="steps", save_steps=4, max_steps=4,
+                                 save_only_model=True)
     trainer.train()
     ckpt = tmp_path / "out" / "checkpoint-4"
     assert sorted(os.listdir(ckpt)) == ["model.safetensors", "trainer_state.json", "training_args.json"]
@@ -202,8 +202,7 @@ class _Exploit:
 
 
 def test_crafted_pickle_in_optimizer_file_is_refused(tmp_path):
-    trainer = Trainer(RegressionModel(), regression_args(tmp_path, save_strategy="steps", save_steps=4, max_steps=4),
-                      train_dataset=RegressionDataset())
+    trainer = regression_trainer(tmp_path, save_strategy="steps", save_steps=4, max_steps=4)
     trainer.train()
     ckpt = tmp_path / "out" / "checkpoint-4"
     _Exploit.marker = str(tmp_path / "pwned")

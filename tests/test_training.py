@@ -18,17 +18,9 @@ from tests.fixtures import (
     SampleIterableDataset,
     params,
     regression_args,
+    train_regression,
 )
 from trainer import Trainer, TrainerCallback
-
-
-def train_regression(tmp_path, model=None, dataset=None, model_init=None, callbacks=None, **overrides):
-    if model is None and model_init is None:
-        model = RegressionModel()
-    trainer = Trainer(model, regression_args(tmp_path, **overrides), train_dataset=dataset or RegressionDataset(),
-                      model_init=model_init, callbacks=callbacks)
-    trainer.train()
-    return trainer
 
 
 def test_learns_the_line(tmp_path):
@@ -71,7 +63,7 @@ def test_gradient_accumulation_equals_bigger_batch(tmp_path):
 
 def test_accumulation_remainder_is_a_step(tmp_path):
     """10 batches with accumulation 4 -> 3 optimizer steps per epoch (4 + 4 + 2)."""
-    trainer = train_regression(tmp_path, dataset=RegressionDataset(40), per_device_train_batch_size=4,
+    trainer = train_regression(tmp_path, train_dataset=RegressionDataset(40), per_device_train_batch_size=4,
                                gradient_accumulation_steps=4, num_train_epochs=1)
     assert trainer.state.global_step == 3
     assert trainer.state.max_steps == 3
@@ -112,7 +104,7 @@ def test_max_steps_overrides_epochs_and_fractional_epochs(tmp_path):
 
 
 def test_iterable_dataset_with_max_steps(tmp_path):
-    trainer = train_regression(tmp_path, dataset=SampleIterableDataset(64), max_steps=20)
+    trainer = train_regression(tmp_path, train_dataset=SampleIterableDataset(64), max_steps=20)
     assert trainer.state.global_step == 20  # 8 batches per pass, the stream restarts each epoch
     assert trainer.model.a.item() != 0.0
 
@@ -392,9 +384,9 @@ def test_dataloader_workers_give_identical_training(tmp_path):
 
 
 def test_dataloader_drop_last(tmp_path):
-    trainer = train_regression(tmp_path, dataset=RegressionDataset(20), dataloader_drop_last=True, num_train_epochs=1)
+    trainer = train_regression(tmp_path, train_dataset=RegressionDataset(20), dataloader_drop_last=True, num_train_epochs=1)
     assert trainer.state.global_step == 2  # 20 samples, batch 8: the batch of 4 is dropped
-    trainer = train_regression(tmp_path / "keep", dataset=RegressionDataset(20), num_train_epochs=1)
+    trainer = train_regression(tmp_path / "keep", train_dataset=RegressionDataset(20), num_train_epochs=1)
     assert trainer.state.global_step == 3
 
 
@@ -406,7 +398,7 @@ def test_bf16_full_eval(tmp_path):
 
 
 def test_iterable_dataset_epoch_counts_passes(tmp_path):
-    trainer = train_regression(tmp_path, dataset=SampleIterableDataset(64), max_steps=20, logging_steps=4)
+    trainer = train_regression(tmp_path, train_dataset=SampleIterableDataset(64), max_steps=20, logging_steps=4)
     epochs = [e["epoch"] for e in trainer.state.log_history if "loss" in e]
     # 8 batches a pass; a pass is known to be over only when the next fetch finds the stream empty,
     # so the logs at steps 8 and 16 still count the pass they ended

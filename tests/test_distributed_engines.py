@@ -27,10 +27,11 @@ needs_fairscale = pytest.mark.skipif(importlib.util.find_spec("fairscale") is No
 
 
 
-def launch(launcher: str, output_dir, *script_args) -> None:
+def launch(launcher: str, output_dir, *script_args, nproc: int = 2) -> None:
     args = ["--output_dir", str(output_dir), *map(str, script_args)]
     if launcher == "torchrun":
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", SCRIPT, *args]
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}", SCRIPT,
+               *args]
     elif launcher == "deepspeed":
         cmd = [sys.executable, "-m", "deepspeed.launcher.runner", "--num_gpus", "2", "--master_port", str(free_port()),
                SCRIPT, *args]
@@ -53,12 +54,19 @@ def losses(output_dir, mode: str = "straight") -> dict[int, float]:
     return {e["step"]: e["loss"] for e in history(output_dir, mode)["log_history"] if "loss" in e}
 
 
-def cut_and_resume(launcher, tmp_path, name, *engine_args, stop_at=5) -> str:
+def cut_and_resume(launcher, tmp_path, name, *engine_args, stop_at=5, nproc: int = 2) -> str:
     """Stop at ``stop_at`` with a checkpoint, resume in a new launch; returns the run directory."""
     run_dir = tmp_path / name
-    launch(launcher, run_dir, *engine_args, "--mode", "cut", "--stop_at", stop_at)
-    launch(launcher, run_dir, *engine_args, "--mode", "resume", "--final", tmp_path / f"{name}_final")
+    launch(launcher, run_dir, *engine_args, "--mode", "cut", "--stop_at", stop_at, nproc=nproc)
+    launch(launcher, run_dir, *engine_args, "--mode", "resume", "--final", tmp_path / f"{name}_final", nproc=nproc)
     return str(run_dir)
+
+
+def assert_cut_run_resumes_exactly(tmp_path, *engine_args, nproc: int = 2) -> None:
+    """A straight run and a run cut at step 5 then resumed, under torchrun, end with the same weights."""
+    launch("torchrun", tmp_path / "straight", *engine_args, "--final", tmp_path / "straight_final", nproc=nproc)
+    cut_and_resume("torchrun", tmp_path, "cut", *engine_args, nproc=nproc)
+    assert_same_weights(tmp_path / "straight_final", tmp_path / "cut_final")
 
 
 @pytest.fixture(scope="module")

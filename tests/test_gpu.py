@@ -45,36 +45,16 @@ def test_nccl_ddp_on_two_gpus(tmp_path):
 @needs_cuda
 def test_fairscale_fully_sharded_trains_and_resumes_on_gpus(tmp_path):
     """FairScale FSDP (sharded_ddp='zero_dp_3'): a cut run resumed gives the straight run's weights."""
-    from tests.fixtures import assert_same_weights
-    from tests.test_distributed_engines import SCRIPT
+    from tests.test_distributed_engines import assert_cut_run_resumes_exactly
 
-    nproc = str(min(2, torch.cuda.device_count()))
-
-    def launch(*args):
-        proc = run([sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}", SCRIPT,
-                    "--engine", "fairscale_fsdp", *map(str, args)], timeout=300)
-        assert proc.returncode == 0, proc.stderr[-4000:]
-
-    launch("--output_dir", tmp_path / "straight", "--final", tmp_path / "straight_final")
-    launch("--output_dir", tmp_path / "cut", "--mode", "cut", "--stop_at", 5)
-    launch("--output_dir", tmp_path / "cut", "--mode", "resume", "--final", tmp_path / "cut_final")
-    assert_same_weights(tmp_path / "straight_final", tmp_path / "cut_final")
+    assert_cut_run_resumes_exactly(tmp_path, "--engine", "fairscale_fsdp", nproc=min(2, torch.cuda.device_count()))
 
 
 @needs_two_gpus
 def test_deepspeed_zero3_on_two_gpus(tmp_path):
-    from tests.fixtures import assert_same_weights
-    from tests.test_distributed_engines import SCRIPT, ZERO3
+    from tests.test_distributed_engines import ZERO3, assert_cut_run_resumes_exactly
 
-    def launch(*args):
-        proc = run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", SCRIPT,
-                    "--engine", "deepspeed", "--ds_config", ZERO3, *map(str, args)], timeout=300)
-        assert proc.returncode == 0, proc.stderr[-4000:]
-
-    launch("--output_dir", tmp_path / "straight", "--final", tmp_path / "straight_final")
-    launch("--output_dir", tmp_path / "cut", "--mode", "cut", "--stop_at", 5)
-    launch("--output_dir", tmp_path / "cut", "--mode", "resume", "--final", tmp_path / "cut_final")
-    assert_same_weights(tmp_path / "straight_final", tmp_path / "cut_final")
+    assert_cut_run_resumes_exactly(tmp_path, "--engine", "deepspeed", "--ds_config", ZERO3)
 
 
 @needs_cuda

@@ -4,6 +4,8 @@ Importing this package loads torch and the package's own modules only; accelerat
 transformers and logging backends are imported when a Trainer needs them.
 """
 
+import torch  # noqa: F401  (first, at the top of the import chain: torch's import costs more when it starts deep)
+
 from callbacks import (
     DefaultFlowCallback,
     EarlyStoppingCallback,

@@ -24,6 +24,7 @@ unpickled on the way back: JSON and ``torch.load(weights_only=True)`` only.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -177,7 +178,7 @@ class Checkpointer:
         trainer = self.trainer
         rt, args = trainer.runtime, trainer.args
         strategy = rt.strategy
-        try:
+        with _naming_the_earlier_checkpoint(path):
             checkpoint = Checkpoint(path, engine_state=strategy.has_engine_state(path),
                                     weights_only=args.resume_weights_only)
             if strategy.engine_loads_weights and not checkpoint.engine_state:
@@ -197,15 +198,11 @@ class Checkpointer:
             if os.path.exists(saved_args):
                 with open(saved_args, encoding="utf-8") as f:
                     checkpoint.saved_args = json.load(f)
-            self.restore_weights(checkpoint)
-        except ValueError as e:
-            earlier = earlier_checkpoint(path)
-            if earlier:
-                e.add_note(f"resume from an earlier one: resume_from_checkpoint={earlier!r}")
-            raise
         return checkpoint
 
     def _missing(self, part: Part, checkpoint: Checkpoint, full: str) -> None:
+        if isinstance(part, TrainerStatePart):
+            raise ValueError(f"{checkpoint.path} has no {ckpt.TRAINER_STATE_NAME}: it is not a complete checkpoint")
         if isinstance(part, OptimizerPart) and not checkpoint.engine_state:
             raise ValueError(
                 f"{checkpoint.path} holds no {ckpt.OPTIMIZER_NAME} (saved with save_only_model=True, or the file is "
@@ -220,7 +217,8 @@ class Checkpointer:
         """The saved weights into the model, before the engine wraps it (an engine that loads its own
         files does it in ``restore``)."""
         if not self.trainer.runtime.strategy.engine_loads_weights:
-            ckpt.load_model_weights(self.trainer.model, checkpoint.path)
+            with _naming_the_earlier_checkpoint(checkpoint.path):
+                ckpt.load_model_weights(self.trainer.model, checkpoint.path)
 
     def restore(self, checkpoint: Checkpoint) -> None:
         """Every part's state back, in the order the parts were registered; after the engine has prepared
@@ -266,6 +264,18 @@ def write_rank_files(tmp: str, states: dict, rank: int, world_size: int) -> None
     for part, state in states.items():
         if state is not None:
             part.write(os.path.join(tmp, part.file_name(rank, world_size)), state)
+
+
+@contextlib.contextmanager
+def _naming_the_earlier_checkpoint(path: str):
+    """A damaged checkpoint's error (a ValueError) gets a note naming the intact checkpoint saved before it."""
+    try:
+        yield
+    except ValueError as e:
+        earlier = earlier_checkpoint(path)
+        if earlier:
+            e.add_note(f"resume from an earlier one: resume_from_checkpoint={earlier!r}")
+        raise
 
 
 def _optimizer_errors(trainer, path: str, load) -> None:

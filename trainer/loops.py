@@ -445,6 +445,8 @@ def run_training(trainer: Trainer, batch_size: int) -> TrainOutput:
     checkpointer.attach_loop(loop_parts(loop))
     # the whole checkpoint is read (and the weights loaded) before anything else changes
     checkpoint = checkpointer.read(trainer._resume_path) if trainer._resume_path is not None else None
+    if checkpoint is not None:
+        checkpointer.restore_weights(checkpoint)  # before the engine wraps the model
     trainer.state = loop.new_state()
     if trainer._search is not None:
         trainer._search.mark_state(trainer.state)

@@ -323,21 +323,21 @@ class CallbackHandler(TrainerCallback):
         return self.call_event("on_init_end", args, state, control)
 
     def on_train_begin(self, args, state, control, **kwargs):
-        control.should_training_stop = False
+        control._new_training()
         return self.call_event("on_train_begin", args, state, control)
 
     def on_train_end(self, args, state, control, **kwargs):
         return self.call_event("on_train_end", args, state, control)
 
     def on_epoch_begin(self, args, state, control, **kwargs):
-        control.should_epoch_stop = False
+        control._new_epoch()
         return self.call_event("on_epoch_begin", args, state, control)
 
     def on_epoch_end(self, args, state, control, **kwargs):
         return self.call_event("on_epoch_end", args, state, control)
 
     def on_step_begin(self, args, state, control, **kwargs):
-        control.should_log = control.should_evaluate = control.should_save = False
+        control._new_step()
         return self.call_event("on_step_begin", args, state, control)
 
     def on_substep_end(self, args, state, control, **kwargs):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+import mmap
 import os
 import re
 import sys
@@ -276,18 +278,26 @@ def test_auto_find_batch_size_halves_on_oom(tmp_path):
 def test_memory_and_speed_metrics(tmp_path):
     mib64 = 64 * 2**20
 
+    def touched_pages(size: int) -> mmap.mmap:
+        """Fresh anonymous pages from the OS, every one written: RSS grows by ``size`` whatever the allocator
+        kept from earlier tests (a 64 MiB numpy array can land in memory the process already holds)."""
+        pages = mmap.mmap(-1, size)
+        pages.write(b"\x01" * size)
+        return pages
+
     class Allocates(TrainerCallback):
         """Keeps 64 MiB from the start of training, and holds another 64 MiB for a moment at step 2."""
 
         def on_train_begin(self, args, state, control, **kwargs):
-            self.kept = np.ones(mib64 // 4, dtype=np.float32)
+            self.kept = touched_pages(mib64)
 
         def on_step_end(self, args, state, control, **kwargs):
             if state.global_step == 2:
-                transient = np.ones(mib64 // 4, dtype=np.float32)
+                transient = touched_pages(mib64)
                 time.sleep(0.1)  # the sampler looks every 5 ms
-                del transient
+                transient.close()
 
+    gc.collect()  # garbage of earlier tests is not freed inside the measured window
     trainer = train_regression(tmp_path, skip_memory_metrics=False, max_steps=4, callbacks=[Allocates()])
     final = trainer.state.log_history[-1]
     assert isinstance(final["train_mem_cpu_alloc_delta"], int)

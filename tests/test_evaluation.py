@@ -3,6 +3,7 @@ several eval datasets, eval_on_start and the errors of bad evaluation input."""
 
 from __future__ import annotations
 
+import collections.abc
 import functools
 import json
 import os
@@ -293,3 +294,41 @@ def test_ignore_keys_passed_to_predict_win_over_the_defaults(tmp_path):
     trainer = Trainer(CachingModel(), regression_args(tmp_path))
     out = trainer.predict(RegressionDataset(20), ignore_keys=["logits"])
     assert out.predictions.shape == (20, 2)  # only "hidden" is left
+
+
+class MappingBatch(collections.abc.Mapping):
+    """A batch that is a Mapping but not a dict, as transformers' BatchEncoding is (it is a UserDict)."""
+
+    def __init__(self, data: dict):
+        self.data = data
+
+    def __getitem__(self, key):
+        return self.data[key]
+
+    def __iter__(self):
+        return iter(self.data)
+
+    def __len__(self) -> int:
+        return len(self.data)  # its number of fields: 2 here, whatever the batch size
+
+
+def mapping_collator(samples):
+    return MappingBatch({"input_x": torch.tensor([s["input_x"] for s in samples]),
+                         "labels": torch.tensor([s["labels"] for s in samples])})
+
+
+@pytest.mark.parametrize("dataset", ["sized", "iterable"])
+def test_a_mapping_batch_is_sized_by_its_tensors_not_its_keys(tmp_path, dataset):
+    """20 samples in batches of 8, 8 and 4: eval_loss is the mean over the 20 samples (the batches weighted by
+    their sizes), and an unsized dataset counts 20 samples, not 3 x 2 keys."""
+    from tests.fixtures import SampleIterableDataset
+
+    data = RegressionDataset(20) if dataset == "sized" else SampleIterableDataset(20)
+    base = RegressionDataset(20)
+    model = RegressionModel(a=1.0, b=0.5)
+    trainer = Trainer(model, regression_args(tmp_path, per_device_eval_batch_size=8), data_collator=mapping_collator)
+    output = trainer.evaluation_loop(trainer.get_eval_dataloader(data), "Evaluation")
+    x, y = torch.tensor(base.x, dtype=torch.float64), torch.tensor(base.labels[0], dtype=torch.float64)
+    true_mean = ((x * 1.0 + 0.5 - y) ** 2).mean().item()
+    assert output.metrics["eval_loss"] == pytest.approx(true_mean, rel=1e-6)
+    assert output.num_samples == 20

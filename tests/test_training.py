@@ -447,3 +447,13 @@ def test_model_init_gets_the_trial_only_when_it_asks_for_it(tmp_path):
         trainer.call_model_init("the-trial")
     assert seen[-6:] == [("class", 0.5), ("class", 0.5), ("function", None), ("function", "the-trial"),
                          ("required", None), ("required", "the-trial")]
+
+
+def test_tokens_are_counted_in_a_mapping_batch(tmp_path):
+    """A batch that is a Mapping but not a dict (transformers' BatchEncoding) is read like a dict."""
+    from tests.test_evaluation import mapping_collator
+
+    model = RegressionModel()
+    model.main_input_name = "input_x"
+    trainer = train_regression(tmp_path, model, data_collator=mapping_collator, include_num_input_tokens_seen=True)
+    assert trainer.state.num_input_tokens_seen == 128  # 64 samples x 2 epochs, one "token" each

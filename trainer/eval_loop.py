@@ -20,7 +20,7 @@ import torch
 
 from .data import has_length
 from .metric_forms import denumpify, metrics_form, prefix_metrics
-from .nested import nested_detach, nested_leaves, nested_map
+from .nested import batch_size_of, nested_detach, nested_leaves, nested_map
 from .outputs import EvalLoopOutput, EvalPrediction
 from .prediction_store import PAD_INDEX, PredictionStore
 
@@ -68,7 +68,7 @@ def evaluation_loop(
     # A sharded model's forward is a collective: when one rank runs an extra forward, every rank must.
     lockstep_step = sampler.partial_batch_index() if real_count is not None and rt.strategy.collective_forward else None
     for step, inputs, last in _with_last(dataloader):
-        batch_size = _batch_size(inputs)
+        batch_size = batch_size_of(inputs)
         observed += batch_size
         loss, logits, batch_labels = trainer.prediction_step(model, inputs, loss_only, ignore_keys=ignore_keys)
         if loss is not None:
@@ -183,16 +183,6 @@ def _main_input(model, inputs, label_names: list[str]):
     if isinstance(inputs, (list, tuple)):
         return inputs[0]
     return inputs
-
-
-def _batch_size(inputs) -> int:
-    if isinstance(inputs, dict):
-        first = next(iter(inputs.values()))
-    elif isinstance(inputs, (list, tuple)):
-        first = inputs[0]
-    else:
-        first = inputs
-    return len(first)
 
 
 def _slice_batch(inputs, n: int):

@@ -13,6 +13,7 @@ import logging
 import math
 import sys
 import time
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 import torch
@@ -413,8 +414,8 @@ def count_input_tokens(model, inputs, mode):
     """Input tokens of one micro-batch: every position of the main input, or (``"non_padding"``)
     those its attention_mask keeps (a device tensor, summed without a sync)."""
     name = getattr(model, "main_input_name", "input_ids")
-    if not isinstance(inputs, dict) or name not in inputs:
-        keys = sorted(inputs) if isinstance(inputs, dict) else type(inputs).__name__
+    if not isinstance(inputs, Mapping) or name not in inputs:
+        keys = sorted(inputs) if isinstance(inputs, Mapping) else type(inputs).__name__
         raise ValueError(
             f"include_num_input_tokens_seen counts the tokens of the model's main input {name!r}, but the batch has "
             f"{keys}: set model.main_input_name to the batch key holding the tokens, or unset the option"

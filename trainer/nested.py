@@ -46,3 +46,26 @@ def to_numpy(tensor) -> np.ndarray:
     if tensor.dtype == torch.bfloat16:
         tensor = tensor.float()
     return tensor.cpu().numpy()
+
+
+def batch_size_of(batch) -> int:
+    """The number of samples in a batch: the leading dimension of its first tensor or array, whatever holds it
+    (a dict, a ``Mapping`` such as transformers' ``BatchEncoding``, a tuple); without one, the length of its
+    first value. Never the number of fields of a mapping."""
+    first = _first_array(batch)
+    if first is not None:
+        return int(first.shape[0])
+    if isinstance(batch, Mapping):
+        return len(next(iter(batch.values())))
+    return len(batch[0]) if isinstance(batch, (list, tuple)) else len(batch)
+
+
+def _first_array(obj):
+    if isinstance(obj, (torch.Tensor, np.ndarray)):
+        return obj if obj.ndim > 0 else None
+    values = obj.values() if isinstance(obj, Mapping) else obj if isinstance(obj, (list, tuple)) else ()
+    for value in values:
+        found = _first_array(value)
+        if found is not None:
+            return found
+    return None

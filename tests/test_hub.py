@@ -81,7 +81,7 @@ def test_checkpoint_strategy_pushes_a_resumable_last_checkpoint(tmp_path, hub):
     args = hub_args(tmp_path / "cut", hub_strategy="checkpoint", hub_always_push=True, max_steps=8)
 
     class StopAt6(TrainerCallback):
-        def on_step_end(self, args, state, control, **kwargs):
+        def on_save(self, args, state, control, **kwargs):  # after the save: the run looks killed, not ended
             if state.global_step == 6:
                 control.should_training_stop = True
 

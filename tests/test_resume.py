@@ -22,7 +22,8 @@ from trainer import EarlyStoppingCallback, Trainer, TrainerCallback, sample_gene
 
 
 class StopAt(TrainerCallback):
-    """Saves a checkpoint at step k and stops there, like a run killed right after that save."""
+    """Saves a checkpoint at step k and stops there, like a run killed right after that save: the stop comes
+    after the save (``on_save``), so the checkpoint is not one of a run that a callback ended."""
 
     def __init__(self, step: int):
         self.step = step
@@ -30,6 +31,9 @@ class StopAt(TrainerCallback):
     def on_step_end(self, args, state, control, **kwargs):
         if state.global_step == self.step:
             control.should_save = True
+
+    def on_save(self, args, state, control, **kwargs):
+        if state.global_step == self.step:
             control.should_training_stop = True
 
 
@@ -252,3 +256,45 @@ def test_iterable_dataset_resume(tmp_path, caplog, stream, message):
     with caplog.at_level(logging.INFO, logger="trainer"):
         assert_resume_parity(tmp_path, 5, dataset=stream(), max_steps=20, num_train_epochs=1)
     assert message in caplog.text
+
+
+def test_re_running_a_finished_run_takes_no_step(tmp_path, caplog):
+    """resume_from_checkpoint="auto" on a run that reached max_steps: the same command, run again and again,
+    trains no further, keeps the checkpoints, and returns the run's own result."""
+    args = dict(max_steps=20, save_strategy="steps", save_steps=10, save_total_limit=2)
+    first = regression_trainer(tmp_path, **args)
+    result = first.train()
+    out = tmp_path / "out"
+    names = sorted(os.listdir(out))
+    assert [n for n in names if n.startswith("checkpoint-")] == ["checkpoint-10", "checkpoint-20"]
+    for _ in range(3):
+        again = regression_trainer(tmp_path, **args)
+        with caplog.at_level(logging.WARNING, logger="trainer"):
+            caplog.clear()
+            rerun = again.train(resume_from_checkpoint="auto")
+        assert rerun.global_step == again.state.global_step == 20
+        assert rerun.training_loss == result.training_loss
+        assert sorted(os.listdir(out)) == names
+        for name, value in first.model.state_dict().items():
+            assert torch.equal(value, again.model.state_dict()[name]), name
+        said = [r.getMessage() for r in caplog.records if "finished run" in r.getMessage()]
+        assert len(said) == 1 and "(it reached max_steps=20 at step 20): no step is taken" in said[0]
+
+
+def test_re_running_an_early_stopped_run_takes_no_step(tmp_path, caplog):
+    class StopAt6(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.global_step == 6:
+                control.should_training_stop = control.should_save = True
+
+    args = dict(max_steps=20, save_strategy="steps", save_steps=4)
+    stopped = regression_trainer(tmp_path, callbacks=[StopAt6()], **args)
+    stopped.train()
+    assert stopped.state.global_step == 6
+    again = regression_trainer(tmp_path, **args)
+    with caplog.at_level(logging.WARNING, logger="trainer"):
+        again.train(resume_from_checkpoint="auto")
+    assert again.state.global_step == 6
+    assert [n for n in sorted(os.listdir(tmp_path / "out")) if n.startswith("checkpoint-")] == [
+        "checkpoint-4", "checkpoint-6"]
+    assert any("was stopped by a callback at step 6" in r.getMessage() for r in caplog.records)

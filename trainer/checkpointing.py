@@ -91,6 +91,17 @@ class Checkpoint:
     def state(self) -> TrainerState:
         return self.states[ckpt.TRAINER_STATE_NAME]
 
+    @property
+    def stopped_by_a_callback(self) -> bool:
+        """The saved ``TrainerControl`` had ``should_training_stop`` set before the run's ``max_steps``: a callback
+        (early stopping) ended the run there. A stop at its own ``max_steps`` is not one: a run given more steps
+        goes on from it."""
+        saved = self.state.stateful_callbacks.get("TrainerControl") or {}
+        if isinstance(saved, list):
+            saved = saved[0] if saved else {}
+        stopped = bool(saved.get("args", {}).get("should_training_stop"))
+        return stopped and self.state.global_step < self.state.max_steps
+
 
 class Checkpointer:
     """Saves and restores the registered parts of a run (see the module docstring)."""
@@ -317,9 +328,6 @@ class TrainerStatePart(Part):
         state = trainer.state
         for name in self.RESTORED:
             setattr(state, name, getattr(saved, name))
-        if state.global_step >= state.max_steps:
-            logger.warning("The checkpoint is at step %d, max_steps is %d: nothing left to train",
-                           state.global_step, state.max_steps)
         restore_callback_states(dict(saved.stateful_callbacks), trainer.callback_handler.callbacks, trainer.control)
         trainer.control._new_training()
         trainer.control._new_step()

@@ -99,6 +99,7 @@ class TrainingLoop:
         self.dataloader = None
         # set by a restore, used when the first epoch opens
         self.resume_path: str | None = None
+        self.complete = False  # the checkpoint resumed from ends the run: no step is taken
         self.pending_data_position = None
         self.pending_rng = None
 
@@ -221,7 +222,7 @@ class TrainingLoop:
             trainer.evaluate()
         preemption.install()
         try:
-            for epoch in range(first_epoch, self.num_epochs):
+            for epoch in range(first_epoch, self.num_epochs if not self.complete else first_epoch):
                 set_dataloader_epoch(dataloader, epoch)
                 model.train()
                 trainer._past = None
@@ -469,6 +470,12 @@ def run_training(trainer: Trainer, batch_size: int) -> TrainOutput:
     if checkpoint is not None:
         checkpointer.restore(checkpoint)  # every registered part, the loop's included
         loop.resume_path = checkpoint.path
+        loop.complete = checkpoint.stopped_by_a_callback or trainer.state.global_step >= loop.max_steps
+        if loop.complete:  # re-running a finished run (resume_from_checkpoint="auto") must not train on
+            why = f"reached max_steps={loop.max_steps}" if trainer.state.global_step >= loop.max_steps else \
+                "was stopped by a callback"
+            logger.warning("%s is the end of a finished run (it %s at step %d): no step is taken, the checkpoints "
+                           "stay as they are", checkpoint.path, why, trainer.state.global_step)
     if args.torch_compile:
         model = torch.compile(model, backend=args.torch_compile_backend, mode=args.torch_compile_mode)
         trainer.model_wrapped = model

@@ -34,6 +34,9 @@ class Report(TrainerCallback):
         print(f"STEP {args.process_index} {state.global_step}", flush=True)
         if state.global_step == self.stop_at:
             control.should_save = True
+
+    def on_save(self, args, state, control, **kwargs):  # after the save: the run looks killed, not ended
+        if state.global_step == self.stop_at:
             control.should_training_stop = True
 
 

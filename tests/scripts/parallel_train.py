@@ -46,6 +46,9 @@ class StopAt(TrainerCallback):
     def on_step_end(self, args, state, control, **kwargs):
         if state.global_step == self.stop_at:
             control.should_save = True
+
+    def on_save(self, args, state, control, **kwargs):  # after the save: the run looks killed, not ended
+        if state.global_step == self.stop_at:
             control.should_training_stop = True
 
 

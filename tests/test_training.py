@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import logging
 import mmap
 import os
 import re
@@ -150,6 +151,36 @@ def test_nan_losses_are_filtered_from_logs_only(tmp_path):
     assert np.isfinite(logged)
 
 
+class NanFrom(RegressionModel):
+    """Its loss is nan from the ``start``-th forward call on (a diverged run; every label -100 gives the same)."""
+
+    def __init__(self, start: int):
+        super().__init__()
+        self.start, self.calls = start, 0
+
+    def forward(self, input_x, labels=None):
+        loss, y = super().forward(input_x, labels)
+        self.calls += 1
+        return (loss * float("nan") if self.calls >= self.start else loss), y
+
+
+@pytest.mark.parametrize("nan_filter", [True, False])
+def test_a_diverged_run_logs_nan_never_zero(tmp_path, caplog, nan_filter):
+    """Steps 1-3 finite, 4-12 nan, logging every 4: the first log is the mean of the finite losses with the
+    filter (nan without), the later ones are nan either way; the filter warns once, naming step 4."""
+    with caplog.at_level(logging.WARNING, logger="trainer"):
+        trainer = train_regression(tmp_path, model=NanFrom(start=4), max_steps=12, logging_steps=4,
+                                   learning_rate=0.0, logging_nan_inf_filter=nan_filter)
+    losses = [e["loss"] for e in trainer.state.log_history if "loss" in e]
+    assert len(losses) == 3 and np.isnan(losses[1]) and np.isnan(losses[2])
+    assert np.isfinite(losses[0]) == nan_filter
+    assert np.isnan(trainer.state.log_history[-1]["train_loss"])
+    said = [r.getMessage() for r in caplog.records if "nan/inf" in r.getMessage()]
+    assert len(said) == (1 if nan_filter else 0)
+    if nan_filter:
+        assert said[0].startswith("The training loss is nan/inf at step 4:")
+
+
 def test_no_device_sync_per_step(tmp_path, monkeypatch):
     """The loop syncs only when a log is due: 40 steps, logging every 20 -> 2 logs' worth of syncs."""
     calls = []
@@ -159,17 +190,19 @@ def test_no_device_sync_per_step(tmp_path, monkeypatch):
 
         def wrapper(self, *a):
             caller = sys._getframe(1).f_code.co_filename
+            if name == "tolist" and caller.endswith(f"{os.sep}data.py"):  # the sampler's index permutation (CPU)
+                return original(self, *a)
             if any(f"{os.sep}{pkg}{os.sep}" in caller for pkg in ("trainer", "callbacks", "integrations")):
                 calls.append((name, caller, sys._getframe(1).f_lineno))
             return original(self, *a)
 
         return wrapper
 
-    for name in ("item", "__float__", "__bool__"):
+    for name in ("item", "__float__", "__bool__", "tolist"):
         monkeypatch.setattr(torch.Tensor, name, counting(name))
     train_regression(tmp_path, num_train_epochs=5, logging_steps=20, max_grad_norm=1.0)
-    # per log: loss (.item) + grad_norm (float); then the final train_loss
-    assert [c[0] for c in calls] == ["item", "__float__", "item", "__float__", "item"], calls
+    # per log: one read of the loss, the grad norm and the first nan/inf step together; then the final train_loss
+    assert [c[0] for c in calls] == ["tolist", "tolist", "tolist"], calls
 
 
 def test_clipping_bounds_the_gradient(tmp_path):

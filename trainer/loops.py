@@ -39,28 +39,53 @@ _FOLD_EVERY = 1024  # pending step losses folded into one tensor past this many 
 
 
 class LossWindow:
-    """Step losses since the last log, kept on the device; nan/inf optionally left out."""
+    """Step losses since the last log, kept on the device.
+
+    With ``logging_nan_inf_filter`` a nan/inf loss is left out of the logged mean (it counts as the mean of the
+    window's finite losses), and a warning names its step, once per run; a window without any finite loss logs
+    nan, never a made-up 0. Without the filter the logged loss is whatever the losses sum to.
+    """
 
     def __init__(self, nan_inf_filter: bool, device: torch.device):
         self.nan_inf_filter = nan_inf_filter
         self.device = device
         self.pending: list[torch.Tensor] = []
+        self.steps: list[int | None] = []  # the step of each pending loss (None: restored from a checkpoint)
         self.folded = torch.zeros((), device=device)
         self.total = torch.zeros((), device=device)  # every loss of the run, for train_loss
+        self.first_bad_step = torch.full((), -1, device=device)  # first step with a nan/inf loss (0: unknown)
+        self.warned = False
 
-    def add(self, loss: torch.Tensor) -> None:
+    def add(self, loss: torch.Tensor, step: int | None = None) -> None:
         self.pending.append(loss)
+        self.steps.append(step)
         if len(self.pending) >= _FOLD_EVERY:
             self.folded = self.folded + self._filtered_sum()
 
     def _filtered_sum(self) -> torch.Tensor:
         losses = torch.stack(self.pending).float()
-        self.pending = []
+        steps, self.pending, self.steps = self.steps, [], []
         if self.nan_inf_filter:
             finite = torch.isfinite(losses)
-            mean_finite = torch.where(finite, losses, 0).sum() / finite.sum().clamp(min=1)
+            count = finite.sum()
+            mean_finite = torch.where(count > 0, torch.where(finite, losses, 0).sum() / count.clamp(min=1), torch.nan)
             losses = torch.where(finite, losses, mean_finite)
+            # the first bad step, kept on the device: read with the logged loss, no sync of its own
+            known = torch.tensor([s or 0 for s in steps], device=self.device)
+            bad = ~finite
+            first = torch.where(bad.any(), known[bad.int().argmax()], -1)
+            self.first_bad_step = torch.where(self.first_bad_step < 0, first, self.first_bad_step)
         return losses.sum()
+
+    def warn_once(self, first_bad_step: float) -> None:
+        """After a log has read ``first_bad_step``: name the first step whose loss was nan/inf, once per run."""
+        if first_bad_step < 0 or self.warned:
+            return
+        self.warned = True
+        where = f"at step {int(first_bad_step)}" if first_bad_step > 0 else "in a step before the resume"
+        logger.warning("The training loss is nan/inf %s: logging_nan_inf_filter=True leaves such losses out of the "
+                       "logged mean (a log of none but such losses is nan). Said once per run; set "
+                       "logging_nan_inf_filter=False to log them as they are", where)
 
     def state_dict(self) -> dict:
         """Plain numbers (syncs; called only when saving a checkpoint)."""
@@ -75,6 +100,7 @@ class LossWindow:
         dtype = getattr(torch, state["dtype"])
         values = torch.tensor(state["pending"], dtype=dtype, device=self.device)
         self.pending = list(values.unbind(0)) if len(state["pending"]) else []
+        self.steps = [None] * len(self.pending)
         self.folded = torch.tensor(state["folded"], dtype=torch.float32, device=self.device)
         self.total = torch.tensor(state["total"], dtype=torch.float32, device=self.device)
 
@@ -258,11 +284,11 @@ class TrainingLoop:
                         if micro < n_micro - 1:
                             with rt.no_sync(model):
                                 loss = trainer.training_step(model, inputs)
-                            self.window.add(loss)
+                            self.window.add(loss, state.global_step + 1)
                             fire("on_substep_end")
                         else:
                             loss = trainer.training_step(model, inputs)
-                            self.window.add(loss)
+                            self.window.add(loss, state.global_step + 1)
                         if check_finite:
                             step_loss = loss if micro == 0 else step_loss + loss
                     if check_finite and self.nonfinite(step_loss):
@@ -312,7 +338,9 @@ class TrainingLoop:
         steps_done = state.global_step - start_step
         self.fold_tokens()
         self.window.take()
-        train_loss = (self.window.total.item() / state.global_step) if state.global_step else 0.0
+        total, first_bad = torch.stack([self.window.total.float(), self.window.first_bad_step.float()]).tolist()
+        self.window.warn_once(first_bad)
+        train_loss = (total / state.global_step) if state.global_step else 0.0
         metrics = speed_metrics(
             "train", start_time, num_samples=steps_done * self.total_batch_size, num_steps=steps_done
         )
@@ -401,9 +429,15 @@ class TrainingLoop:
     def log_training(self) -> None:
         trainer, state = self.trainer, self.trainer.state
         steps = state.global_step - self.last_logged_step
-        logs = {"loss": self.window.take().item() / steps}
+        window = self.window.take()
+        read = [window.float(), self.window.first_bad_step.float()]
         if self.grad_norm is not None:
-            logs["grad_norm"] = float(self.grad_norm)
+            read.append(torch.as_tensor(self.grad_norm, device=window.device).detach().float().reshape(()))
+        values = torch.stack(read).tolist()  # one host read per log
+        logs = {"loss": values[0] / steps}
+        self.window.warn_once(values[1])
+        if self.grad_norm is not None:
+            logs["grad_norm"] = values[2]
         logs["learning_rate"] = trainer.current_learning_rate()
         if self.counts_tokens:
             logs["num_input_tokens_seen"] = state.num_input_tokens_seen

@@ -208,6 +208,17 @@ def _deepspeed_conflict(tmp: Path):
     Trainer(RegressionModel(), regression_args(tmp, deepspeed=json.dumps(config), per_device_train_batch_size=8))
 
 
+def _log_an_object(tmp: Path):
+    from trainer import TrainerCallback
+
+    class LogsAnObject(TrainerCallback):
+        def on_step_begin(self, args, state, control, **kwargs):
+            if state.global_step == 0:
+                state.log_history.append({"x": object(), "step": 0})
+
+    regression_trainer(tmp, save_strategy="steps", save_steps=2, max_steps=2, callbacks=[LogsAnObject()]).train()
+
+
 CASES: list[ErrorCase] = [
     # TrainingArguments: types and values
     ErrorCase("arguments", "`learning_rate=\"1e-4\"` (a string)", ValueError,
@@ -330,6 +341,8 @@ CASES: list[ErrorCase] = [
               "raised by callback FailsAtStep6.on_step_end at global step 6", _raising_callback),
     ErrorCase("faults", "out of memory, `auto_find_batch_size=False`", torch.OutOfMemoryError,
               "out of memory with a batch of 8 per device", lambda tmp: _train(tmp, model=_OomAbove4(), max_steps=1)),
+    ErrorCase("faults", "a logged value JSON cannot write (`trainer.log({\"x\": object()})`) at a save", TypeError,
+              "trainer_state.json cannot hold state['log_history'][0]['x']", _log_an_object),
     ErrorCase("faults", "a nan loss with `nonfinite_loss=\"stop\"`", FloatingPointError,
               "the training loss is nan at global step 3", lambda tmp: _train(tmp, model=_NanAfter(3), max_steps=6,
                                                                                 nonfinite_loss="stop")),

@@ -15,7 +15,7 @@ import torch
 
 from tests.fixtures import RegressionDataset, RegressionModel, regression_args
 from tests.processes import run
-from trainer import EvalPrediction, Trainer
+from trainer import EvalPrediction, Trainer, TrainerCallback
 from trainer.prediction_store import HostArray, PredictionStore
 
 pytest.importorskip("sklearn")
@@ -332,3 +332,41 @@ def test_a_mapping_batch_is_sized_by_its_tensors_not_its_keys(tmp_path, dataset)
     true_mean = ((x * 1.0 + 0.5 - y) ** 2).mean().item()
     assert output.metrics["eval_loss"] == pytest.approx(true_mean, rel=1e-6)
     assert output.num_samples == 20
+
+
+def test_metrics_of_numpy_and_torch_types_are_plain_and_checkpoints_save(tmp_path):
+    """compute_metrics returning numpy/torch scalars and arrays: the metrics are plain Python (as transformers
+    makes them), so trainer_state.json writes and the run saves its checkpoints."""
+    def metrics(p):
+        return {"np_float": np.float32(1.5), "np_int": np.int64(3), "scalar": torch.tensor(2.0),
+                "array": np.array([1.0, 2.0]), "nested": {"per_class": [np.float64(0.25), torch.tensor(0.5)]}}
+
+    from tests.fixtures import regression_trainer
+
+    trainer = regression_trainer(tmp_path, eval_strategy="steps", eval_steps=4, save_strategy="steps", save_steps=4,
+                                 max_steps=8, eval_dataset=RegressionDataset(16), compute_metrics=metrics)
+    trainer.train()
+    out = tmp_path / "out"
+    assert sorted(os.listdir(out)) == ["checkpoint-4", "checkpoint-8"]
+    with open(out / "checkpoint-8" / "trainer_state.json") as f:
+        logged = [e for e in json.load(f)["log_history"] if "eval_np_float" in e][-1]
+    assert {k: logged[k] for k in ("eval_np_float", "eval_np_int", "eval_scalar", "eval_array", "eval_nested")} == {
+        "eval_np_float": 1.5, "eval_np_int": 3, "eval_scalar": 2.0, "eval_array": [1.0, 2.0],
+        "eval_nested": {"per_class": [0.25, 0.5]}}
+    assert type(logged["eval_np_int"]) is int
+
+
+def test_a_value_json_cannot_write_fails_the_save_by_name_and_leaves_no_temporary_folder(tmp_path):
+    from tests.fixtures import regression_trainer
+
+    class LogsAnObject(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.global_step == 3:
+                state.log_history.append({"odd": object(), "step": 3})
+
+    trainer = regression_trainer(tmp_path, save_strategy="steps", save_steps=2, max_steps=4,
+                                 callbacks=[LogsAnObject()])
+    with pytest.raises(TypeError, match=r"trainer_state.json cannot hold state\['log_history'\]\[\d+\]\['odd'\] = "
+                                         r"<object object at .*> \(a builtins.object\): log and return plain numbers"):
+        trainer.train()
+    assert sorted(os.listdir(tmp_path / "out")) == ["checkpoint-2"]  # no .tmp-checkpoint-4 left behind

@@ -287,16 +287,20 @@ def _disk_full(error: Exception, directory: str) -> bool:
 
 
 @contextlib.contextmanager
-def disk_full_guard(tmp: str, path: str):
-    """A write into the temporary folder that fails on a full disk: remove the partial folder (giving the space
-    back) and raise ``OSError(ENOSPC)`` naming the checkpoint and the ones still intact."""
+def write_guard(tmp: str, path: str):
+    """A write into the temporary folder that fails: remove the partial folder, so no ``.tmp-checkpoint-*`` is
+    left behind, and say so in a note on the error. On a full disk (the space is given back) raise
+    ``OSError(ENOSPC)`` naming the checkpoint and the ones still intact."""
     try:
         yield
     except Exception as e:
         parent = os.path.dirname(path)
-        if not _disk_full(e, parent):
-            raise
+        full = _disk_full(e, parent)
         shutil.rmtree(tmp, ignore_errors=True)
+        if not full:
+            e.add_note(f"the save of {path} was abandoned and its partial files removed; the checkpoints written "
+                       "before are intact")
+            raise
         kept = ", ".join(os.path.basename(p) for p in list_checkpoints(parent)) or "none"
         raise OSError(errno.ENOSPC, f"the disk is full: no space left on device while writing {path} "
                       f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}). The save was abandoned and "

@@ -25,6 +25,7 @@ unpickled on the way back: JSON and ``torch.load(weights_only=True)`` only.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -156,11 +157,11 @@ class Checkpointer:
             files = MainFiles(model=model, model_state=model_state, weights=strategy.writes_weights_file(),
                               states=shared, processing_class=trainer.processing_class, args=args)
             if not args.save_async:
-                with ckpt.disk_full_guard(tmp, path):
+                with ckpt.write_guard(tmp, path):
                     write_main_files(tmp, files)
         rt.wait_for_everyone()
         if not args.save_only_model:
-            with ckpt.disk_full_guard(tmp, path):
+            with ckpt.write_guard(tmp, path):
                 strategy.save_engine_state(tmp, state.global_step)  # every process writes its share
                 write_rank_files(tmp, own, rt.process_index, rt.num_processes)
         rt.wait_for_everyone()
@@ -168,7 +169,7 @@ class Checkpointer:
             best = state.best_model_checkpoint  # as of this step: the background rotation must not see a later one
 
             def finish() -> None:
-                with ckpt.disk_full_guard(tmp, path):
+                with ckpt.write_guard(tmp, path):
                     if args.save_async:
                         write_main_files(tmp, files)
                     ckpt.finish_checkpoint(tmp, path)
@@ -289,6 +290,25 @@ def _naming_the_earlier_checkpoint(path: str):
         raise
 
 
+def _unwritable(value, where: str = "state"):
+    """The first place in ``value`` that JSON cannot write, and what is there; ``(None, None)`` if none."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            found = _unwritable(item, f"{where}[{key!r}]")
+            if found[0] is not None:
+                return found
+        return None, None
+    if isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            found = _unwritable(item, f"{where}[{index}]")
+            if found[0] is not None:
+                return found
+        return None, None
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return None, None
+    return where, value
+
+
 def _optimizer_errors(trainer, path: str, load) -> None:
     try:
         load()
@@ -314,7 +334,17 @@ class TrainerStatePart(Part):
         return trainer.state
 
     def write(self, path: str, state: TrainerState) -> None:
-        state.save_to_json(path)
+        try:
+            text = state.to_json_string()
+        except TypeError as e:  # a value json cannot write, most often a metric logged as an array or object
+            where, value = _unwritable(dataclasses.asdict(state))
+            raise TypeError(
+                f"trainer_state.json cannot hold {where} = {value!r} (a {type(value).__module__}."
+                f"{type(value).__qualname__}): log and return plain numbers, strings, lists or dicts (e.g. "
+                "float(x) or x.tolist()) from compute_metrics and in trainer.log()"
+            ) from e
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(text)
 
     def read(self, path: str) -> TrainerState:
         try:

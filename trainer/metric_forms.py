@@ -182,15 +182,22 @@ def metrics_form(compute_metrics, batch_eval_metrics: bool, include_for_metrics:
 
 
 def denumpify(metrics: dict) -> dict:
-    """numpy scalars -> Python floats/ints, for JSON and logs."""
-    out = {}
-    for k, v in metrics.items():
-        if isinstance(v, np.generic):
-            v = v.item()
-        elif isinstance(v, torch.Tensor) and v.numel() == 1:
-            v = v.item()
-        out[k] = v
-    return out
+    """Metric values as plain Python: numpy and torch scalars as numbers, arrays and tensors as (nested) lists,
+    inside lists, tuples and dicts too; they go into JSON files (trainer_state.json) and the logging backends."""
+    return {k: plain(v) for k, v in metrics.items()}
+
+
+def plain(value):
+    """``value`` with every numpy/torch scalar, array or tensor in it made a Python number or list."""
+    if isinstance(value, (np.generic, np.ndarray)):
+        return value.tolist()
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu().tolist()
+    if isinstance(value, Mapping):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    return value
 
 
 def prefix_metrics(metrics: dict, prefix: str) -> dict:

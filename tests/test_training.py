@@ -490,3 +490,14 @@ def test_tokens_are_counted_in_a_mapping_batch(tmp_path):
     model.main_input_name = "input_x"
     trainer = train_regression(tmp_path, model, data_collator=mapping_collator, include_num_input_tokens_seen=True)
     assert trainer.state.num_input_tokens_seen == 128  # 64 samples x 2 epochs, one "token" each
+
+
+def test_evaluation_during_training_leaves_the_training_unchanged(tmp_path):
+    """Dropout and shuffling draw from the random streams: a run that evaluates every 2 steps ends bit-equal to
+    the same run without evaluation (building an eval dataloader's iterator drew from the global RNG)."""
+    plain = train_regression(tmp_path / "plain", model_init=RegressionDropoutModel, max_steps=12)
+    evaluated = train_regression(tmp_path / "evaluated", model_init=RegressionDropoutModel, max_steps=12,
+                                 eval_strategy="steps", eval_steps=2, eval_dataset=RegressionDataset(16, seed=3))
+    assert any("eval_loss" in e for e in evaluated.state.log_history)
+    a, b = params(plain.model), params(evaluated.model)
+    assert all(torch.equal(a[k], b[k]) for k in a)

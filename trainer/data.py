@@ -358,9 +358,10 @@ def build_dataloader(
     """A DataLoader with the sampler the arguments ask for (shuffled only for training).
 
     Training data goes through torchdata's StatefulDataLoader, whose ``state_dict`` is saved in
-    checkpoints; it has its own generator, reseeded from ``(epoch_seed, epoch)`` by
-    :func:`set_dataloader_epoch`, so creating an iterator never draws from the global RNG and
-    worker seeds depend on the epoch only.
+    checkpoints. Every loader has its own generator (a training one is reseeded from
+    ``(epoch_seed, epoch)`` by :func:`set_dataloader_epoch`), so creating an iterator never draws
+    from the global RNG: an evaluation during training leaves the training's random streams as they
+    were, and worker seeds depend on the epoch only.
     """
     common = {
         "batch_size": batch_size,
@@ -371,11 +372,12 @@ def build_dataloader(
         "drop_last": args.dataloader_drop_last and train,
     }
     loader_class = DataLoader
+    generator = torch.Generator()
+    generator.manual_seed(epoch_seed)
+    common["generator"] = generator  # a DataLoader without one draws its base seed from the global RNG
     if train:
         loader_class = _stateful_dataloader_class()
-        generator = torch.Generator()
-        generator.manual_seed(epoch_seed)
-        common.update(generator=generator, worker_init_fn=seed_worker)
+        common["worker_init_fn"] = seed_worker
     if isinstance(dataset, IterableDataset):
         if num_replicas > 1:
             dataset = IterableDatasetShard(dataset, num_replicas, rank)

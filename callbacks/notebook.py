@@ -20,6 +20,7 @@ import sys
 import time
 
 from .base import TrainerCallback
+from .progress import known_length
 
 _SPEED_SUFFIXES = ("_runtime", "_samples_per_second", "_steps_per_second")
 
@@ -128,7 +129,7 @@ class NotebookProgressCallback(TrainerCallback):
             self._eval_count = 0
             self._eval_start = time.time()
         self._eval_count += 1
-        total = len(eval_dataloader) if eval_dataloader is not None and hasattr(eval_dataloader, "__len__") else None
+        total = known_length(eval_dataloader)
         if self._eval_handle is None or self._eval_count == total or time.time() - self._last_draw >= self.update_every:
             markup = progress_html(self._eval_count, total, " evaluation", self._eval_start)
             self._eval_handle = self._display(markup, self._eval_handle)

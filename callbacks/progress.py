@@ -10,6 +10,17 @@ from __future__ import annotations
 from .base import TrainerCallback
 
 
+def known_length(obj) -> int | None:
+    """``len(obj)``, or None where there is none: a DataLoader over an ``IterableDataset`` without ``__len__``
+    has the method but raises ``TypeError``. Progress displays then count without a total."""
+    if obj is None:
+        return None
+    try:
+        return len(obj)
+    except TypeError:
+        return None
+
+
 def format_logs(logs: dict) -> str:
     """One line for a logs dict, floats shortened to 4 significant digits."""
     parts = []
@@ -50,9 +61,8 @@ class ProgressCallback(TrainerCallback):
         if self.prediction_bar is None:
             from tqdm.auto import tqdm
 
-            total = len(eval_dataloader) if eval_dataloader is not None and hasattr(eval_dataloader, "__len__") else None
             self.prediction_bar = tqdm(
-                total=total, leave=self.training_bar is None, dynamic_ncols=True, desc="eval"
+                total=known_length(eval_dataloader), leave=self.training_bar is None, dynamic_ncols=True, desc="eval"
             )
         self.prediction_bar.update(1)
 

@@ -255,3 +255,32 @@ def test_profiler_callback_writes_a_trace_of_the_scheduled_steps(tmp_path):
     assert any("aten::" in e.get("name", "") for e in events)  # the model's ops are in it
     with pytest.raises(ValueError, match="ProfilerCallback active=0 must be an integer >= 1"):
         ProfilerCallback(active=0)
+
+
+@pytest.mark.parametrize("display", ["terminal", "notebook"])
+def test_progress_of_an_evaluation_of_unknown_length_counts_without_a_total(tmp_path, display, capsys):
+    """evaluate()/predict() on an IterableDataset without __len__: the bar counts batches with no total."""
+    from callbacks import NotebookProgressCallback, ProgressCallback
+    from tests.fixtures import SampleIterableDataset
+
+    drawn = []
+
+    class Handle:
+        def update(self, markup):
+            drawn.append(str(markup))
+
+    class RecordedNotebook(NotebookProgressCallback):
+        def _display(self, markup, handle=None):
+            drawn.append(markup)
+            return handle or Handle()
+
+    trainer = regression_trainer(tmp_path, disable_tqdm=False, per_device_eval_batch_size=8)
+    trainer.remove_callback(ProgressCallback)
+    trainer.add_callback(RecordedNotebook() if display == "notebook" else ProgressCallback())
+    metrics = trainer.evaluate(SampleIterableDataset(20))  # 3 batches: 8, 8, 4
+    assert "eval_loss" in metrics
+    assert trainer.predict(SampleIterableDataset(20)).predictions.shape == (20,)
+    if display == "notebook":
+        assert any("/? " in m for m in drawn) and not any("/20 " in m or "/3 " in m for m in drawn)
+    else:
+        assert "3it" in capsys.readouterr().err

@@ -61,3 +61,13 @@ def test_plot_and_checkpoints_explain_a_wrong_directory(tmp_path, capsys):
     assert "no trainer_state.json in" in capsys.readouterr().err
     assert main(["checkpoints", str(tmp_path / "missing")]) == 2
     assert "is not a directory: give the run's output_dir" in capsys.readouterr().err
+
+
+def test_checkpoints_of_one_checkpoint_folder_and_of_a_directory_without_any(run_dir, tmp_path, capsys):
+    assert main(["checkpoints", os.path.join(run_dir.args.output_dir, "checkpoint-4")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2 and lines[1].split()[:5] == ["checkpoint-4", "4", "yes", "yes", "yes"]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["checkpoints", str(empty)]) == 2
+    assert "holds no checkpoint (no checkpoint-N folder): give a run's output_dir" in capsys.readouterr().err

@@ -8,7 +8,7 @@ FILE`` (YAML or JSON), then the flags given.
     trainforge train CONFIG.yaml [--name value ...]       train as the config says (task: module:function)
     trainforge train SCRIPT [script arguments ...]        run a training script (like python SCRIPT)
     trainforge env                                        versions of the packages a run uses
-    trainforge checkpoints DIR                            a run's checkpoints: step, metric, completeness
+    trainforge checkpoints DIR                            a run's checkpoints (or one checkpoint-N): step, metric, completeness
     trainforge plot DIR [--out PNG]                       a run's curves drawn from trainer_state.json
 """
 
@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
                            help="flags overriding the config, or the script's arguments")
     sub.add_parser("env", help="versions of torch and every integration, and what is usable here (GPU, DeepSpeed ops...)")
     checkpoints_cmd = sub.add_parser("checkpoints", help="list a run's checkpoints: step, metric, completeness")
-    checkpoints_cmd.add_argument("output_dir", help="the run's output_dir")
+    checkpoints_cmd.add_argument("output_dir", help="the run's output_dir, or one of its checkpoint-N folders")
     plot_cmd = sub.add_parser("plot", help="draw a run's curves (loss, learning rate, grad norm, eval metrics) to PNG")
     plot_cmd.add_argument("output_dir", help="the run's output_dir")
     plot_cmd.add_argument("--out", default=None, help="PNG path (default: OUTPUT_DIR/training_curves.png)")

@@ -23,6 +23,10 @@ def describe_checkpoints(output_dir: str) -> list[dict]:
     """
     if not os.path.isdir(output_dir):
         raise FileNotFoundError(f"{output_dir!r} is not a directory: give the run's output_dir")
+    name = os.path.basename(os.path.normpath(output_dir))
+    if _step_of(name) >= 0:  # a checkpoint folder itself: its row, read from the run it belongs to
+        rows = [r for r in describe_checkpoints(os.path.dirname(os.path.abspath(output_dir))) if r["name"] == name]
+        return rows
     rows = []
     complete = {os.path.basename(p) for p in ckpt.list_checkpoints(output_dir)}
     newest_state = _newest_state(output_dir, complete)
@@ -48,6 +52,9 @@ def describe_checkpoints(output_dir: str) -> list[dict]:
             "metric": by_step.get(step),
             "best": name == best,
         })
+    if not rows:
+        raise ValueError(f"{output_dir!r} holds no checkpoint (no checkpoint-N folder): give a run's output_dir "
+                         "or one of its checkpoint-N folders")
     return rows
 
 
@@ -82,8 +89,6 @@ def _metric_name(output_dir: str, complete: set[str]) -> str:
 
 def format_checkpoints(rows: list[dict]) -> str:
     """The table ``trainforge checkpoints`` prints."""
-    if not rows:
-        return "no checkpoint"
     lines = [f"{'checkpoint':<24}{'step':>8}  {'complete':<9}{'weights':<9}{'optimizer':<10}{'metric':>12}  best"]
     for r in rows:
         metric = f"{r['metric']:.6g}" if isinstance(r["metric"], (int, float)) else "-"

@@ -57,8 +57,11 @@ class Part:
     def load_state_dict(self, state: Any) -> None:
         raise NotImplementedError
 
+    def missing(self, checkpoint: Checkpoint, file: str) -> None:
+        """At ``read``: the checkpoint has no ``file`` for this part. Raise if it cannot be resumed without it."""
+
     def absent(self, checkpoint: Checkpoint) -> None:
-        """The checkpoint has no file for this part (an older or a partial checkpoint)."""
+        """At ``restore``: the checkpoint had no file for this part (an older or a partial checkpoint)."""
 
     def file_name(self, rank: int, world_size: int) -> str:
         return ckpt.rank_file(self.file, rank, world_size) if self.per_rank else self.file
@@ -144,8 +147,8 @@ class Checkpointer:
         own = {p: p.state_dict() for p in parts if p.per_rank}
         writer = rt.is_local_main_process if args.save_on_each_node else rt.is_main_process
         tmp = ckpt.temporary_dir(path)
-        model = rt.unwrap(trainer.model_wrapped)
         if writer:
+            model = rt.unwrap(trainer.model_wrapped)
             os.makedirs(args.output_dir, exist_ok=True)
             ckpt.remove_stale_temporaries(args.output_dir)
             ckpt.begin_checkpoint(path)
@@ -205,25 +208,12 @@ class Checkpointer:
                 if os.path.exists(full):
                     checkpoint.states[part.file] = part.read(full)
                 else:
-                    self._missing(part, checkpoint, full)
+                    part.missing(checkpoint, os.path.basename(full))
             saved_args = os.path.join(path, ckpt.TRAINING_ARGS_NAME)
             if os.path.exists(saved_args):
                 with open(saved_args, encoding="utf-8") as f:
                     checkpoint.saved_args = json.load(f)
         return checkpoint
-
-    def _missing(self, part: Part, checkpoint: Checkpoint, full: str) -> None:
-        if isinstance(part, TrainerStatePart):
-            raise ValueError(f"{checkpoint.path} has no {ckpt.TRAINER_STATE_NAME}: it is not a complete checkpoint")
-        if isinstance(part, OptimizerPart) and not checkpoint.engine_state:
-            raise ValueError(
-                f"{checkpoint.path} holds no {ckpt.OPTIMIZER_NAME} (saved with save_only_model=True, or the file is "
-                "lost), so the optimizer state cannot be restored: set resume_weights_only=True to resume from its "
-                "weights, step and schedule position with a fresh optimizer, or resume from a full checkpoint"
-            )
-        if isinstance(part, RngPart):
-            logger.warning("%s has no %s: RNG states are not restored, the resumed run will not be bit-exact",
-                           checkpoint.path, os.path.basename(full))
 
     def restore_weights(self, checkpoint: Checkpoint) -> None:
         """The saved weights into the model, before the engine wraps it (an engine that loads its own
@@ -346,6 +336,9 @@ class TrainerStatePart(Part):
         with open(path, "w", encoding="utf-8") as f:
             f.write(text)
 
+    def missing(self, checkpoint: Checkpoint, file: str) -> None:
+        raise ValueError(f"{checkpoint.path} has no {file}: it is not a complete checkpoint")
+
     def read(self, path: str) -> TrainerState:
         try:
             return TrainerState.load_from_json(path)
@@ -373,6 +366,14 @@ class OptimizerPart(Part):
 
     def state_dict(self):
         return self.trainer.runtime.strategy.optimizer_state_dict(self.trainer.optimizer)  # collective
+
+    def missing(self, checkpoint: Checkpoint, file: str) -> None:
+        if not checkpoint.engine_state:  # an engine keeps the optimizer in its own files
+            raise ValueError(
+                f"{checkpoint.path} holds no {file} (saved with save_only_model=True, or the file is lost), so the "
+                "optimizer state cannot be restored: set resume_weights_only=True to resume from its weights, step "
+                "and schedule position with a fresh optimizer, or resume from a full checkpoint"
+            )
 
     def load_state_dict(self, state) -> None:
         trainer = self.trainer
@@ -460,6 +461,10 @@ class RngPart(Part):
 
     def state_dict(self) -> dict:
         return ckpt.rng_state()
+
+    def missing(self, checkpoint: Checkpoint, file: str) -> None:
+        logger.warning("%s has no %s: RNG states are not restored, the resumed run will not be bit-exact",
+                       checkpoint.path, file)
 
     def load_state_dict(self, state: dict) -> None:
         self.loop.pending_rng = state

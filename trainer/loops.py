@@ -1,8 +1,8 @@
 """The training loop (the evaluation loop is in ``eval_loop.py``).
 
 ``run_training`` is one ``train()`` at a batch size: sizes, resume, engine preparation, the loop,
-the end of training. ``TrainingLoop`` runs the epochs and steps. The loop calls the Trainer's overridable hooks (``training_step``, ``log``,
-``evaluate``...) and fires the callback events in the order documented in
+the end of training. ``TrainingLoop`` runs the epochs and steps; it calls the Trainer's overridable
+hooks (``training_step``, ``log``, ``evaluate``...) and fires the callback events in the order documented in
 ``callbacks/base.py``. On the hot path it keeps step losses as device tensors in a list and
 syncs (``.item()``) only when a log, an evaluation or a save is due.
 """
@@ -248,7 +248,8 @@ class TrainingLoop:
             trainer.evaluate()
         preemption.install()
         try:
-            for epoch in range(first_epoch, self.num_epochs if not self.complete else first_epoch):
+            end_epoch = first_epoch if self.complete else self.num_epochs  # a finished run takes no step
+            for epoch in range(first_epoch, end_epoch):
                 set_dataloader_epoch(dataloader, epoch)
                 model.train()
                 trainer._past = None
@@ -537,10 +538,8 @@ def run_training(trainer: Trainer, batch_size: int) -> TrainOutput:
     metrics["epoch"] = trainer.state.epoch
     trainer._memory_tracker.stop_and_update("train", metrics)
     trainer.log(metrics)
-    trainer.control = handler.on_train_end(args, trainer.state, trainer.control)
-    if trainer.publisher.hub is not None:
-        newest = ckpt.list_checkpoints(args.output_dir)
-        trainer.publisher.training_ended(newest[-1] if newest else None)
+    loop.fire("on_train_end")
+    trainer.publisher.training_ended()
     if loop.preempted:
         logger.warning("Training stopped by a preemption signal at step %d; checkpoint %s is complete. Exiting.",
                        trainer.state.global_step, ckpt.checkpoint_dir(args.output_dir, trainer.state.global_step))

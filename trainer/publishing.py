@@ -40,10 +40,15 @@ class Publisher:
             self.create_model_card()
             self.hub.push_folder(output_dir, self.model_card_text(), "Model save")
 
-    def training_ended(self, newest_checkpoint: str | None) -> None:
-        """The end of ``train()``: the last push, waited for; failures are kept in ``push_failures``."""
+    def training_ended(self) -> None:
+        """The end of ``train()``: the last push (with the newest checkpoint), waited for; failures are kept in
+        ``push_failures``."""
         if self.hub is not None:
-            self.push_failures = self.hub.finish_training(newest_checkpoint, self.trainer.state.global_step,
+            from .checkpoint import list_checkpoints
+
+            trainer = self.trainer
+            newest = list_checkpoints(trainer.args.output_dir)
+            self.push_failures = self.hub.finish_training(newest[-1] if newest else None, trainer.state.global_step,
                                                           self.model_card_text())
 
     # -- the Trainer's public methods ---------------------------------------------------

@@ -1,9 +1,10 @@
 """The Trainer: public API and the hooks users override.
 
 The loops live in ``loops.py`` and ``eval_loop.py``, data in ``data.py``, optimizers in ``optim.py``,
-checkpoints in ``checkpoint.py`` and ``resume.py``, device/precision and the engine in ``runtime.py``
-(docs/architecture.md is the map); this class wires them and keeps the Hugging Face names (``get_train_dataloader``, ``create_optimizer``,
-``compute_loss``, ``training_step``, ``prediction_step``, ``evaluation_loop``, ``log``...).
+checkpoints in ``checkpointing.py``, ``checkpoint.py`` and ``resume.py``, device/precision and the engine in
+``runtime.py`` (docs/architecture.md is the map); this class wires them and keeps the Hugging Face names
+(``get_train_dataloader``, ``create_optimizer``, ``compute_loss``, ``training_step``, ``prediction_step``,
+``evaluation_loop``, ``log``...).
 """
 
 from __future__ import annotations

@@ -24,12 +24,12 @@ def _cell(text: str) -> str:
 
 
 def render() -> str:
-    from tests.error_cases import CASES
+    from tests.error_cases import CASES, LoggedWarning
 
     lines = ["| # | area | bad input | error | the message says |", "|---|---|---|---|---|"]
     for i, case in enumerate(CASES, 1):
-        error = case.error.__name__
-        lines.append(f"| {i} | {case.area} | {_cell(case.bad_input)} | `{error}` | {_cell(case.message)} |")
+        error = "warning" if case.error is LoggedWarning else f"`{case.error.__name__}`"
+        lines.append(f"| {i} | {case.area} | {_cell(case.bad_input)} | {error} | {_cell(case.message)} |")
     return "\n".join(lines) + "\n"
 
 

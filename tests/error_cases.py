@@ -25,6 +25,11 @@ from tests.fixtures import (
 )
 
 
+class LoggedWarning(Warning):
+    """The error column of a case that is not raised: the run goes on and the message is logged as a
+    warning on the ``trainer`` logger (the table says ``warning``)."""
+
+
 @dataclasses.dataclass
 class ErrorCase:
     area: str
@@ -149,6 +154,19 @@ def _missing_best_metric(tmp: Path):
 
 def _no_eval_dataset(tmp: Path):
     return _train(tmp, eval_strategy="steps", eval_steps=2, max_steps=2)
+
+
+class _LossOnlyModel(RegressionModel):
+    def forward(self, input_x, labels=None):
+        return {"loss": super().forward(input_x, labels)[0]}
+
+
+def _evaluate(tmp: Path, model=None, **overrides):
+    from trainer import Trainer
+
+    trainer = Trainer(model or RegressionModel(), regression_args(tmp, **overrides), eval_dataset=RegressionDataset(16),
+                      compute_metrics=lambda p: {"mean": float(p.predictions.mean())})
+    return trainer.evaluate()
 
 
 def _search_without_model_init(tmp: Path):
@@ -332,6 +350,20 @@ CASES: list[ErrorCase] = [
               _missing_best_metric),
     ErrorCase("evaluation", "`eval_strategy=\"steps\"` without an `eval_dataset`", ValueError,
               "evaluates during training, but the Trainer has no eval_dataset", _no_eval_dataset),
+    ErrorCase("evaluation", "an empty `eval_dataset` with `eval_strategy=\"steps\"` (or to `evaluate()`)", ValueError,
+              "evaluate() got an empty eval_dataset (0 samples): there is nothing to evaluate; pass a dataset with "
+              "samples or set eval_strategy='no'",
+              lambda tmp: regression_trainer(tmp, eval_dataset=RegressionDataset(0), eval_strategy="steps")),
+    ErrorCase("evaluation", "`predict()` on an empty dataset", ValueError,
+              "predict() got an empty test_dataset (0 samples)",
+              lambda tmp: regression_trainer(tmp).predict(RegressionDataset(0))),
+    ErrorCase("evaluation", "`label_names` naming no key of the eval batches", LoggedWarning,
+              "evaluate() found no labels: the batches lack ['target'] of label_names=['target'] (batch keys "
+              "['input_x', 'labels']), so there is no eval_loss and compute_metrics is not called",
+              lambda tmp: _evaluate(tmp, label_names=["target"])),
+    ErrorCase("evaluation", "a model that returns only its loss, with `compute_metrics`", LoggedWarning,
+              "evaluate() got no predictions from the model, only its loss, so compute_metrics is not called",
+              lambda tmp: _evaluate(tmp, model=_LossOnlyModel())),
     ErrorCase("search", "`hyperparameter_search` on a Trainer without `model_init`", RuntimeError,
               "hyperparameter_search needs a Trainer built with model_init", _search_without_model_init),
     # callbacks and faults during training

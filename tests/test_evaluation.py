@@ -217,6 +217,34 @@ def test_eval_strategy_without_eval_dataset_is_refused_at_construction(tmp_path)
                 train_dataset=RegressionDataset(8))
 
 
+def test_an_empty_stream_to_evaluate_is_refused_after_its_first_pass(tmp_path):
+    from tests.fixtures import SampleIterableDataset
+
+    trainer = Trainer(RegressionModel(), regression_args(tmp_path))
+    with pytest.raises(ValueError, match=r"evaluate\(\) got an empty eval_dataset \(0 samples\)"):
+        trainer.evaluate(SampleIterableDataset(0))
+    assert "eval_loss" in trainer.evaluate(SampleIterableDataset(16))
+
+
+def test_an_evaluation_short_of_its_metrics_warns_once_per_trainer_and_a_full_one_not_at_all(tmp_path, caplog):
+    compute = {"compute_metrics": lambda p: {"mean": float(p.predictions.mean())}}
+    mislabelled = Trainer(RegressionModel(), regression_args(tmp_path, label_names=["target"]), **compute)
+    with caplog.at_level("WARNING", logger="trainer"):
+        first = mislabelled.evaluate(RegressionDataset(16))
+        mislabelled.evaluate(RegressionDataset(16))
+    warned = [r.getMessage() for r in caplog.records if "evaluate() found no labels" in r.getMessage()]
+    assert len(warned) == 1 and "label_names=['target']" in warned[0]
+    assert sorted(k for k in first if k not in ("eval_runtime", "eval_samples_per_second", "eval_steps_per_second")) \
+        == [], first
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="trainer"):
+        metrics = Trainer(RegressionModel(), regression_args(tmp_path), **compute).evaluate(RegressionDataset(16))
+        loss_only = Trainer(RegressionModel(), regression_args(tmp_path, prediction_loss_only=True), **compute)
+        loss_only.evaluate(RegressionDataset(16))
+    assert "eval_loss" in metrics and "eval_mean" in metrics
+    assert [r.getMessage() for r in caplog.records if r.levelname == "WARNING"] == []
+
+
 def test_batch_eval_metrics_needs_a_compute_result_parameter(tmp_path):
     with pytest.raises(TypeError, match="batch_eval_metrics=True calls compute_metrics.eval_prediction, "
                                         "compute_result=.... at every batch, but this compute_metrics has no "

@@ -13,6 +13,7 @@ function or no ``compute_metrics`` at all make ``evaluate()`` keep nothing but t
 from __future__ import annotations
 
 import inspect
+import logging
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING
 
@@ -26,6 +27,8 @@ from .prediction_store import PAD_INDEX, PredictionStore
 
 if TYPE_CHECKING:  # pragma: no cover
     from .trainer import Trainer
+
+logger = logging.getLogger("trainer")
 
 
 def evaluation_loop(
@@ -48,6 +51,8 @@ def evaluation_loop(
 
     dataset = getattr(dataloader, "dataset", None)
     known_samples = len(dataset) if dataset is not None and has_length(dataset) else None
+    if known_samples == 0:
+        raise ValueError(empty_dataset_message(description))
     sampler = getattr(dataloader, "sampler", None)
     real_count = getattr(sampler, "real_count", None)  # padded distributed eval
     capacity = len(sampler) * rt.num_processes if real_count is not None else known_samples
@@ -65,12 +70,14 @@ def evaluation_loop(
     loss_sum = torch.zeros((), device=rt.device, dtype=torch.float64)  # this rank's, gathered once at the end
     loss_count = 0
     observed = 0
+    seen = _Seen()  # what the batches and outputs held, to say why an evaluation has no metric
     # A sharded model's forward is a collective: when one rank runs an extra forward, every rank must.
     lockstep_step = sampler.partial_batch_index() if real_count is not None and rt.strategy.collective_forward else None
     for step, inputs, last in _with_last(dataloader):
         batch_size = batch_size_of(inputs)
         observed += batch_size
         loss, logits, batch_labels = trainer.prediction_step(model, inputs, loss_only, ignore_keys=ignore_keys)
+        seen.batch(inputs, loss, batch_labels, logits)
         if loss is not None:
             real = real_count(step) if real_count is not None else batch_size
             if 0 < real < batch_size:  # the batch ends in padding: take the loss of its real samples only
@@ -99,6 +106,8 @@ def evaluation_loop(
         trainer.control = handler.on_prediction_step(args, trainer.state, trainer.control)
 
     trainer._past = None
+    if observed == 0 and not rt.distributed:
+        raise ValueError(empty_dataset_message(description))
     num_samples = known_samples if known_samples is not None else observed * rt.num_processes
     all_preds = preds.result(num_samples)
     all_labels = labels.result(num_samples)
@@ -115,8 +124,51 @@ def evaluation_loop(
     totals = rt.gather(totals.reshape(1, 2)).sum(0)  # one collective per evaluation, on every rank
     if totals[1].item() > 0:
         metrics["loss"] = (totals[0] / totals[1]).item()
+    if description == "Evaluation":
+        seen.explain(trainer, metrics, expects_metrics=not loss_only and trainer.compute_metrics is not None)
     metrics = prefix_metrics(metrics, metric_key_prefix)
     return EvalLoopOutput(predictions=all_preds, label_ids=all_labels, metrics=metrics, num_samples=num_samples)
+
+
+def empty_dataset_message(description: str) -> str:
+    argument, call = ("eval_dataset", "evaluate()") if description == "Evaluation" else ("test_dataset", "predict()")
+    return (f"{call} got an empty {argument} (0 samples): there is nothing to evaluate; pass a dataset with samples"
+            + (" or set eval_strategy='no'" if argument == "eval_dataset" else ""))
+
+
+class _Seen:
+    """What an evaluation's batches and outputs held, so that an evaluation that ends without an
+    ``eval_loss`` or without its ``compute_metrics`` values says why instead of returning less."""
+
+    def __init__(self):
+        self.keys: list[str] | None = None  # the first batch's keys (Mapping batches only)
+        self.labelled = False  # some batch held every one of label_names
+        self.predicted = False  # the model returned predictions for some batch
+
+    def batch(self, inputs, loss, labels, logits) -> None:
+        if self.keys is None and isinstance(inputs, Mapping):
+            self.keys = sorted(inputs)
+        self.labelled = self.labelled or labels is not None or loss is not None
+        self.predicted = self.predicted or logits is not None
+
+    def explain(self, trainer: Trainer, metrics: dict, expects_metrics: bool) -> None:
+        """Warn (once per Trainer and cause) when the metrics miss what the evaluation should give."""
+        if self.keys is not None and not self.labelled:
+            names = trainer.label_names
+            missing = [k for k in names if k not in self.keys]
+            message = (f"evaluate() found no labels: the batches lack {missing} of label_names={names} (batch keys "
+                       f"{self.keys}), so there is no eval_loss and compute_metrics is not called; set "
+                       "TrainingArguments(label_names=[...]) to the key(s) that hold the labels")
+        elif expects_metrics and self.labelled and not self.predicted:
+            message = ("evaluate() got no predictions from the model, only its loss, so compute_metrics is not "
+                       "called: make forward() return logits beside the loss (and check that ignore_keys does not "
+                       "drop them)")
+        else:
+            return
+        warned = trainer.__dict__.setdefault("_eval_warnings", set())
+        if message not in warned:
+            warned.add(message)
+            logger.warning(message)
 
 
 # Outputs that are never predictions: the key-value cache of generative models. transformers names it

@@ -41,7 +41,7 @@ from .data import (
     remove_unused_columns,
     to_device,
 )
-from .eval_loop import evaluation_loop, prediction_step
+from .eval_loop import empty_dataset_message, evaluation_loop, prediction_step
 from .faults import explain_training_error, no_loss_message, not_scalar_loss_message
 from .label_smoothing import LabelSmoother
 from .loops import run_training
@@ -276,6 +276,9 @@ class Trainer:
                 f"eval_strategy={self.args.eval_strategy.value!r} evaluates during training, but the Trainer has no "
                 "eval_dataset: pass Trainer(eval_dataset=...) or set eval_strategy='no'"
             )
+        datasets = self.eval_dataset.values() if isinstance(self.eval_dataset, dict) else [self.eval_dataset]
+        if self.args.eval_strategy != "no" and any(d is not None and has_length(d) and not len(d) for d in datasets):
+            raise ValueError(empty_dataset_message("Evaluation"))
 
     # -- optimizer and scheduler ----------------------------------------------------------
     def create_optimizer(self) -> torch.optim.Optimizer:

@@ -338,6 +338,11 @@ CASES: list[ErrorCase] = [
               "checkpoint-8/optimizer.pt is damaged or truncated", _corrupt("optimizer.pt", _truncate)),
     ErrorCase("resume", "a damaged checkpoint when an earlier one is intact", ValueError,
               "resume from an earlier one: resume_from_checkpoint=", _corrupt("model.safetensors", _truncate)),
+    ErrorCase("resume", "resuming with another `optim` than the checkpoint's (`adamw_torch` -> `sgd`)", ValueError,
+              "the optimizer state was saved by optim='adamw_torch' (its hyperparameters ['amsgrad', 'betas', "
+              "'capturable', 'decoupled_weight_decay', 'eps'] are not SGD's), and this run builds SGD (optim='sgd'): "
+              "resume with optim='adamw_torch' as it was saved, or set resume_weights_only=True to keep the weights, "
+              "step and schedule and start SGD afresh", lambda tmp: (_checkpointed(tmp), _resume(tmp, optim="sgd"))),
     ErrorCase("resume", "a missing `optimizer.pt`", ValueError,
               "set resume_weights_only=True to resume from its weights, step and schedule position with a fresh "
               "optimizer", _corrupt("optimizer.pt", os.remove)),

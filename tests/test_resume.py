@@ -190,6 +190,21 @@ def test_resume_errors_are_clear(tmp_path, caplog):
     assert "per_device_train_batch_size: 8 -> 4" in caplog.text
 
 
+def test_another_optimizer_is_refused_before_a_step_and_the_named_ways_out_resume(tmp_path):
+    regression_trainer(tmp_path, save_strategy="steps", save_steps=4, max_steps=4, optim="adamw_torch").train()
+    sgd = regression_trainer(tmp_path, max_steps=6, optim="sgd")
+    with pytest.raises(ValueError, match=re.escape("the optimizer state was saved by optim='adamw_torch'")):
+        sgd.train(resume_from_checkpoint=True)
+    assert sgd.state.global_step == 0  # refused before any part was restored, and before a step
+    assert sorted(os.listdir(tmp_path / "out")) == ["checkpoint-4"]
+    # the fused AdamW takes the plain one's state: it resumes with it (Adam's step count goes on from 4)
+    fused = regression_trainer(tmp_path / "fused", max_steps=6, optim="adamw_torch_fused", save_strategy="no")
+    fused.train(resume_from_checkpoint=str(tmp_path / "out" / "checkpoint-4"))
+    assert [float(s["step"]) for s in fused.optimizer.state_dict()["state"].values()] == [6.0, 6.0]
+    fresh = regression_trainer(tmp_path, max_steps=6, optim="sgd", resume_weights_only=True, save_strategy="no")
+    assert fresh.train(resume_from_checkpoint=True).global_step == 6
+
+
 def test_save_only_model_checkpoints_cannot_resume(tmp_path):
     trainer = regression_trainer(tmp_path, save_strategy="steps", save_steps=4, max_steps=4,
                                  save_only_model=True)

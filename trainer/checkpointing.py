@@ -63,6 +63,9 @@ class Part:
     def absent(self, checkpoint: Checkpoint) -> None:
         """At ``restore``: the checkpoint had no file for this part (an older or a partial checkpoint)."""
 
+    def check(self, checkpoint: Checkpoint, state: Any) -> None:
+        """At ``restore``, for every part before any is loaded: raise if ``state`` cannot go into this run."""
+
     def file_name(self, rank: int, world_size: int) -> str:
         return ckpt.rank_file(self.file, rank, world_size) if self.per_rank else self.file
 
@@ -231,6 +234,9 @@ class Checkpointer:
             _optimizer_errors(trainer, checkpoint.path, lambda: trainer.runtime.strategy.load_engine_state(
                 checkpoint.path, trainer.model_wrapped, trainer.optimizer))
         for part in self.all_parts():
+            if checkpoint.states.get(part.file) is not None:
+                part.check(checkpoint, checkpoint.states[part.file])
+        for part in self.all_parts():
             state = checkpoint.states.get(part.file)
             if state is not None:
                 part.load_state_dict(state)
@@ -307,6 +313,31 @@ def _optimizer_errors(trainer, path: str, load) -> None:
                          f"({type(trainer.optimizer).__name__}): {e}") from e
 
 
+def optimizer_mismatch(saved, optimizer, saved_args: dict | None, args) -> str | None:
+    """Why the optimizer state ``saved`` does not fit ``optimizer``, or None. A state fits when its
+    parameter groups hold no hyperparameter this optimizer lacks: a newer torch adds keys to an
+    optimizer (its defaults fill them), another optimizer has keys of its own."""
+    groups = saved.get("param_groups") if isinstance(saved, dict) else None
+    current = getattr(optimizer, "param_groups", None)
+    if not groups or not current or not all(isinstance(g, dict) for g in groups):
+        return None
+    known = set().union(*(g.keys() for g in current))
+    foreign = sorted(set().union(*(g.keys() for g in groups)) - known)
+    if not foreign:
+        return None
+    ours = type(getattr(optimizer, "optimizer", optimizer)).__name__  # an engine's wrapper holds the torch one
+    saved_optim = (saved_args or {}).get("optim")
+    if saved_optim and saved_optim != args.optim:
+        by = f"optim={saved_optim!r}"
+        fix = f"resume with optim={saved_optim!r} as it was saved"
+    else:
+        by = "another optimizer"
+        fix = "resume with the optimizer it was saved with"
+    return (f"the optimizer state was saved by {by} (its hyperparameters {foreign} are not {ours}'s), and this run "
+            f"builds {ours} (optim={args.optim!r}): {fix}, or set resume_weights_only=True to keep the weights, step "
+            f"and schedule and start {ours} afresh")
+
+
 # -- the Trainer's parts ------------------------------------------------------------------
 class TrainerStatePart(Part):
     """``TrainerState`` with the states of the stateful callbacks and of ``TrainerControl``."""
@@ -374,6 +405,13 @@ class OptimizerPart(Part):
                 "optimizer state cannot be restored: set resume_weights_only=True to resume from its weights, step "
                 "and schedule position with a fresh optimizer, or resume from a full checkpoint"
             )
+
+    def check(self, checkpoint: Checkpoint, state) -> None:
+        """The saved state is another optimizer's (hyperparameters this one does not have, such as SGD's
+        ``momentum`` in an Adam state): torch would load it and fail at the first step with a bare KeyError."""
+        message = optimizer_mismatch(state, self.trainer.optimizer, checkpoint.saved_args, self.trainer.args)
+        if message:
+            raise ValueError(f"{checkpoint.path}: {message}")
 
     def load_state_dict(self, state) -> None:
         trainer = self.trainer

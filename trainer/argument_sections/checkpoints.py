@@ -52,7 +52,7 @@ class CheckpointArguments:
     resume_weights_only: bool = field(
         default=False,
         metadata=_help("Resume from a checkpoint without its optimizer state (one saved with save_only_model=True, "
-                       "or whose optimizer.pt is lost): the weights, step, epoch and learning-rate schedule position "
+                       "or whose optimizer.pt is lost, or to change optim): the weights, step, epoch and learning-rate schedule position "
                        "are restored, the optimizer starts fresh. Not bit-exact; the epoch's data starts over."),
     )
     ignore_data_skip: bool = field(

@@ -15,6 +15,7 @@ from tests.fixtures import (
     RegressionDataset,
     RegressionDropoutModel,
     RegressionModel,
+    assert_same_weights,
     regression_args,
     regression_trainer,
 )
@@ -203,6 +204,36 @@ def test_another_optimizer_is_refused_before_a_step_and_the_named_ways_out_resum
     assert [float(s["step"]) for s in fused.optimizer.state_dict()["state"].values()] == [6.0, 6.0]
     fresh = regression_trainer(tmp_path, max_steps=6, optim="sgd", resume_weights_only=True, save_strategy="no")
     assert fresh.train(resume_from_checkpoint=True).global_step == 6
+
+
+class OomAbove(RegressionDropoutModel):
+    """Runs out of memory on batches larger than ``limit`` (the memory free at the time); records each size."""
+
+    limit = 4
+    sizes: list[int] = []
+
+    def forward(self, input_x, labels=None):
+        OomAbove.sizes.append(input_x.shape[0])
+        if input_x.shape[0] > OomAbove.limit:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB (simulated)")
+        return super().forward(input_x, labels)
+
+
+def test_auto_find_batch_size_resumes_at_the_size_the_run_settled_on(tmp_path, monkeypatch):
+    values = dict(per_device_train_batch_size=16, auto_find_batch_size=True, num_train_epochs=1)
+    straight = _trainer(tmp_path / "straight", OomAbove, RegressionDataset(64), [], **values)
+    straight.train()
+    _trainer(tmp_path / "cut", OomAbove, RegressionDataset(64), [StopAt(5)], **values).train()
+    assert straight.state.train_batch_size == 4 and straight.state.global_step == 16
+    monkeypatch.setattr(OomAbove, "limit", 64)  # the resumed run has the memory for 16: it still trains with 4
+    monkeypatch.setattr(OomAbove, "sizes", [])
+    resumed = _trainer(tmp_path / "cut", OomAbove, RegressionDataset(64), [], **values)
+    resumed.train(resume_from_checkpoint=True)
+    assert set(OomAbove.sizes) == {4} and resumed.state.train_batch_size == 4
+    assert resumed.state.global_step == 16
+    for name, value in straight.model.state_dict().items():
+        assert torch.equal(value, resumed.model.state_dict()[name]), name
+    assert _logs(resumed) == _logs(straight)
 
 
 def test_save_only_model_checkpoints_cannot_resume(tmp_path):

@@ -8,6 +8,7 @@ Reading and restoring the checkpoint's parts is ``checkpointing.py``'s.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 
@@ -68,6 +69,17 @@ def changed_arguments(saved: dict | None, args) -> dict:
         return {}
     now = args.to_dict()
     return {k: (saved[k], now[k]) for k in TRAJECTORY_ARGS if k in saved and saved[k] != now[k]}
+
+
+def saved_train_batch_size(path: str) -> int | None:
+    """The batch size per device the run that saved ``path`` trained with (``auto_find_batch_size`` may
+    have settled on less than the arguments ask), from its ``trainer_state.json``."""
+    try:
+        with open(os.path.join(path, ckpt.TRAINER_STATE_NAME), encoding="utf-8") as f:
+            size = json.load(f).get("train_batch_size")
+    except (OSError, ValueError):
+        return None  # the checkpoint's own read names what is wrong with it
+    return size if isinstance(size, int) and size > 0 else None
 
 
 def warn_changed_arguments(saved: dict | None, args, world_size: int) -> dict:

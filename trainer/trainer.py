@@ -51,7 +51,7 @@ from .outputs import EvalLoopOutput, PredictionOutput, TrainOutput
 from .prediction_store import PAD_INDEX
 from .publishing import Publisher
 from .results import format_metrics, write_results
-from .resume import prepare_output_dir, resolve_checkpoint
+from .resume import prepare_output_dir, resolve_checkpoint, saved_train_batch_size
 from .runtime import Runtime, configure_logging, set_seed
 from .search import run_search
 from .speed_memory import MemoryTracker, speed_metrics
@@ -338,6 +338,8 @@ class Trainer:
         self._resume_path = resolve_checkpoint(resume_from_checkpoint, args.output_dir)
         if self._resume_path is None:
             self._prepare_output_dir()
+        elif args.auto_find_batch_size:  # the size the interrupted run settled on, not a new search
+            self._train_batch_size = saved_train_batch_size(self._resume_path) or self._train_batch_size
         self.is_in_train = True
         self._memory_tracker.start()
         if self.model_init is not None:

@@ -15,7 +15,6 @@ from tests.fixtures import (
     RegressionDataset,
     RegressionDropoutModel,
     RegressionModel,
-    assert_same_weights,
     regression_args,
     regression_trainer,
 )

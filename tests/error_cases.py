@@ -169,6 +169,45 @@ def _evaluate(tmp: Path, model=None, **overrides):
     return trainer.evaluate()
 
 
+class _Frozen(RegressionModel):
+    def __init__(self):
+        super().__init__()
+        self.requires_grad_(False)
+
+
+class _NoParameters(nn.Module):
+    def forward(self, input_x, labels=None):
+        return ((input_x - labels) ** 2).mean().requires_grad_()
+
+
+class _FloatLoss(RegressionModel):
+    def forward(self, input_x, labels=None):
+        return (super().forward(input_x, labels)[0].item(),)
+
+
+class _Ints(torch.utils.data.Dataset):
+    def __len__(self):
+        return 8
+
+    def __getitem__(self, i):
+        return i
+
+
+class _Ragged(RegressionDataset):
+    def __getitem__(self, i):
+        return {"input_x": list(range(i % 3 + 1)), "labels": 1.0}
+
+
+class _Named(RegressionDataset):
+    def __getitem__(self, i):
+        return {**super().__getitem__(i), "name": f"sample {i}"}
+
+
+class _NeedsName(RegressionModel):
+    def forward(self, input_x, name, labels=None):
+        return super().forward(input_x, labels)
+
+
 def _search_without_model_init(tmp: Path):
 
     regression_trainer(tmp).hyperparameter_search(
@@ -249,6 +288,8 @@ CASES: list[ErrorCase] = [
               lambda tmp: _args(bf16="yes")),
     ErrorCase("arguments", "`learning_rate=-1`", ValueError, "learning_rate=-1 must be >= 0",
               lambda tmp: _args(learning_rate=-1)),
+    ErrorCase("arguments", "`learning_rate=float(\"nan\")`", ValueError, "learning_rate=nan must be >= 0 and finite",
+              lambda tmp: _args(learning_rate=float("nan"))),
     ErrorCase("arguments", "`per_device_train_batch_size=0`", ValueError,
               "per_device_train_batch_size=0 must be a whole number >= 1",
               lambda tmp: _args(per_device_train_batch_size=0)),
@@ -304,6 +345,29 @@ CASES: list[ErrorCase] = [
               "return the loss when it gets labels (first, or under 'loss' in a dict), set label_names if the model "
               "takes its labels under another name, or override Trainer.compute_loss",
               lambda tmp: _train(tmp, model=_NoLossModel(), max_steps=1)),
+    ErrorCase("model", "a model whose parameters are all frozen (`requires_grad=False`)", ValueError,
+              "_Frozen has no trainable parameter: all 2 have requires_grad=False (frozen); unfreeze those to train "
+              "(param.requires_grad_(True)) or add an adapter (peft.get_peft_model(model, config))",
+              lambda tmp: _train(tmp, model=_Frozen(), max_steps=1)),
+    ErrorCase("model", "a model without parameters", ValueError,
+              "_NoParameters has no parameters, so training has nothing to update",
+              lambda tmp: _train(tmp, model=_NoParameters(), max_steps=1)),
+    ErrorCase("model", "a loss returned as a Python float (`loss.item()`)", TypeError,
+              "not a tensor, so it has no gradient to train with: return the loss tensor itself from forward() or "
+              "compute_loss, without .item() or float()", lambda tmp: _train(tmp, model=_FloatLoss(), max_steps=1)),
+    ErrorCase("model", "a `forward()` argument the batch lacks (a string field the collator drops)", TypeError,
+              "_NeedsName.forward() requires ['name'], which the batch lacks (batch keys ['input_x', 'labels']): the "
+              "default data collator drops fields that hold strings or None",
+              lambda tmp: _train(tmp, model=_NeedsName(), dataset=_Named(), max_steps=1)),
+    ErrorCase("data", "a `DataLoader` passed as `train_dataset`", TypeError,
+              "train_dataset is a DataLoader, and the Trainer builds its dataloaders itself: pass its dataset "
+              "(train_dataset=loader.dataset) with per_device_train_batch_size=loader.batch_size",
+              lambda tmp: _train(tmp, dataset=torch.utils.data.DataLoader(RegressionDataset(), batch_size=4))),
+    ErrorCase("data", "a dataset of ints", TypeError,
+              "the default data collator got samples of type int", lambda tmp: _train(tmp, dataset=_Ints(), max_steps=1)),
+    ErrorCase("data", "samples of different lengths and no padding collator", ValueError,
+              "the default data collator cannot make one tensor of the field 'input_x': its samples differ in length",
+              lambda tmp: _train(tmp, dataset=_Ragged(), max_steps=1)),
     ErrorCase("data", "a dataset without the label column", ValueError,
               "the batch has no ['labels'] (label_names=['labels']; batch keys ['input_x'])", _without_labels),
     ErrorCase("data", "an empty training dataset", ValueError, "the training dataloader has no batch: 0 samples",

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import numbers
 import os
 import socket
@@ -104,8 +105,9 @@ def check_arguments(args) -> None:
         raise ValueError(f"include_for_metrics={args.include_for_metrics}: unknown {unknown}; choose from "
                          f"{list(INCLUDE_FOR_METRICS)}")
     for name in ("learning_rate", "weight_decay", "warmup_steps", "eval_delay", "dataloader_num_workers"):
-        if getattr(args, name) < 0:
-            raise ValueError(f"{name}={getattr(args, name)} must be >= 0")
+        value = getattr(args, name)
+        if not math.isfinite(value) or value < 0:
+            raise ValueError(f"{name}={value} must be >= 0" + ("" if math.isfinite(value) else " and finite"))
     if args.max_grad_norm is not None and args.max_grad_norm < 0:
         raise ValueError(f"max_grad_norm={args.max_grad_norm} must be >= 0 (0 or None disables clipping)")
     if not 0.0 <= args.warmup_ratio <= 1.0:

@@ -41,6 +41,12 @@ def default_data_collator(features: list) -> Any:
     ``labels``; strings and None are dropped); anything else goes to torch's default_collate.
     """
     first = features[0]
+    if first is None or isinstance(first, (int, float, str, bytes)):
+        raise TypeError(
+            f"the default data collator got samples of type {type(first).__name__} ({first!r:.40}): it batches dicts "
+            "of features (or tuples of tensors); make the dataset's __getitem__ return a dict such as "
+            "{'input_ids': ..., 'labels': ...}, or pass Trainer(data_collator=...) to build the batch yourself"
+        )
     if not isinstance(first, Mapping):
         return torch.utils.data.default_collate(features)
     batch = {}
@@ -48,10 +54,22 @@ def default_data_collator(features: list) -> Any:
         if value is None or isinstance(value, str):
             continue
         name = "labels" if key in ("label", "label_ids") else key
-        batch[name] = _to_tensor([f[key] for f in features])
+        values = [f[key] for f in features]
+        try:
+            batch[name] = _to_tensor(values)
+        except (ValueError, RuntimeError, TypeError) as e:
+            raise ValueError(_unstackable_message(key, values)) from e
     if "labels" in batch and batch["labels"].dtype == torch.float64:
         batch["labels"] = batch["labels"].float()
     return batch
+
+
+def _unstackable_message(key: str, values: list) -> str:
+    lengths = [len(v) if hasattr(v, "__len__") else type(v).__name__ for v in values[:8]]
+    return (f"the default data collator cannot make one tensor of the field {key!r}: its samples differ in length or "
+            f"type (the first: {lengths}); pad them to one length, with data_collator=DataCollatorWithPadding("
+            "tokenizer) (Trainer(processing_class=tokenizer) uses it) or in the dataset, or pass a data_collator of "
+            "your own")
 
 
 class DataCollatorWithPadding:
@@ -413,6 +431,18 @@ def set_dataloader_epoch(dataloader: DataLoader, epoch: int) -> None:
     generator = getattr(dataloader, "generator", None)
     if generator is not None and hasattr(dataloader, "epoch_seed"):
         generator.manual_seed(dataloader.epoch_seed + epoch)
+
+
+def check_dataset(dataset, argument: str) -> None:
+    """Refuse what cannot be a dataset of the Trainer, naming ``argument`` and the fix."""
+    if isinstance(dataset, DataLoader):
+        size, getter = (("per_device_train_batch_size", "get_train_dataloader") if argument == "train_dataset"
+                        else ("per_device_eval_batch_size", "get_eval_dataloader"))
+        raise TypeError(
+            f"{argument} is a DataLoader, and the Trainer builds its dataloaders itself: pass its dataset "
+            f"({argument}=loader.dataset) with {size}=loader.batch_size and Trainer(data_collator=loader.collate_fn), "
+            f"or override Trainer.{getter} to return your loader"
+        )
 
 
 def has_length(dataloader) -> bool:

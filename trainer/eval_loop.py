@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from .data import has_length
+from .faults import call_model
 from .metric_forms import denumpify, metrics_form, prefix_metrics
 from .nested import batch_size_of, nested_detach, nested_leaves, nested_map
 from .outputs import EvalLoopOutput, EvalPrediction
@@ -270,7 +271,7 @@ def prediction_step(trainer: Trainer, model, inputs, prediction_loss_only: bool,
             logits = strip_outputs(outputs, ignore_keys, drop_first=not isinstance(outputs, Mapping))
         else:
             loss = None
-            outputs = model(**inputs)
+            outputs = call_model(model, inputs)
             logits = strip_outputs(outputs, ignore_keys, drop_first=False)
     if prediction_loss_only:
         return loss, None, None

@@ -4,6 +4,7 @@ traceback, names the cause and the fix."""
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Mapping
 
 import torch
@@ -37,6 +38,62 @@ def explain_training_error(error: BaseException, args, runtime, batch_size: int)
             f"gradient_accumulation_steps={args.gradient_accumulation_steps}): lower the batch size and raise "
             "gradient_accumulation_steps, or set auto_find_batch_size=True to halve it until it fits"
         )
+
+
+def call_model(model, inputs):
+    """The model's forward on a batch: a dict as keyword arguments, a tensor as the one argument, a tuple
+    or list as positional ones. A ``TypeError`` for an input forward() requires and the batch lacks
+    becomes one that names it and the fix."""
+    try:
+        if isinstance(inputs, Mapping):
+            return model(**inputs)
+        return model(inputs) if isinstance(inputs, torch.Tensor) else model(*inputs)
+    except TypeError as error:
+        message = missing_inputs_message(model, inputs) if isinstance(inputs, Mapping) else None
+        if message is None:
+            raise
+        raise TypeError(message) from error
+
+
+def missing_inputs_message(model, inputs: Mapping) -> str | None:
+    """Why forward() got too few inputs, when it requires some the batch does not hold; else None."""
+    module = getattr(model, "module", model)  # DDP and the engines' wrappers hold the model
+    try:
+        parameters = inspect.signature(module.forward).parameters.values()
+    except (TypeError, ValueError):
+        return None
+    kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    missing = [p.name for p in parameters if p.kind in kinds and p.default is p.empty and p.name not in inputs]
+    if not missing:
+        return None
+    return (f"{type(module).__name__}.forward() requires {missing}, which the batch lacks (batch keys "
+            f"{sorted(inputs)}): the default data collator drops fields that hold strings or None, and "
+            "remove_unused_columns=True drops the columns forward() does not name; build those inputs as tensors "
+            "in a data_collator of your own (Trainer(data_collator=...)), or give the parameter a default")
+
+
+def check_trainable(model) -> None:
+    """Refuse, before any step, a model the optimizer would have nothing to update in."""
+    parameters = list(model.parameters())
+    name = type(model).__name__
+    if not parameters:
+        raise ValueError(f"{name} has no parameters, so training has nothing to update: give the model layers "
+                         "(nn.Linear, nn.Parameter...) registered as attributes of the module")
+    if not any(p.requires_grad for p in parameters):
+        raise ValueError(
+            f"{name} has no trainable parameter: all {len(parameters)} have requires_grad=False (frozen); unfreeze "
+            "those to train (param.requires_grad_(True)) or add an adapter (peft.get_peft_model(model, config))"
+        )
+
+
+def bad_loss_error(loss, inputs, label_names: list[str]) -> Exception:
+    """The error for a training loss that is not a one-number tensor."""
+    if not isinstance(loss, torch.Tensor):
+        return TypeError(
+            f"the training loss is a {type(loss).__name__} ({loss!r:.40}), not a tensor, so it has no gradient to "
+            "train with: return the loss tensor itself from forward() or compute_loss, without .item() or float()"
+        )
+    return ValueError(not_scalar_loss_message(loss, inputs, label_names))
 
 
 def not_scalar_loss_message(loss: torch.Tensor, inputs, label_names: list[str]) -> str:

@@ -34,6 +34,7 @@ from .checkpointing import Checkpointer, trainer_parts
 from .data import (
     DataCollatorWithPadding,
     build_dataloader,
+    check_dataset,
     default_data_collator,
     find_label_names,
     has_length,
@@ -42,7 +43,7 @@ from .data import (
     to_device,
 )
 from .eval_loop import empty_dataset_message, evaluation_loop, prediction_step
-from .faults import explain_training_error, no_loss_message, not_scalar_loss_message
+from .faults import bad_loss_error, call_model, check_trainable, explain_training_error, no_loss_message
 from .label_smoothing import LabelSmoother
 from .loops import run_training
 from .metric_forms import metrics_form
@@ -137,6 +138,9 @@ class Trainer:
             has_pad = self.processing_class is not None and hasattr(self.processing_class, "pad")
             data_collator = DataCollatorWithPadding(self.processing_class) if has_pad else default_data_collator
         self.data_collator = data_collator
+        for argument, dataset in (("train_dataset", train_dataset), ("eval_dataset", eval_dataset)):
+            for one in dataset.values() if isinstance(dataset, dict) else [dataset]:
+                check_dataset(one, argument)
         self.train_dataset = train_dataset
         self.eval_dataset = eval_dataset
         self.compute_metrics = compute_metrics
@@ -236,6 +240,7 @@ class Trainer:
 
     # -- data -----------------------------------------------------------------------------
     def _prepare_dataset(self, dataset, description: str):
+        check_dataset(dataset, description)
         if self.args.remove_unused_columns:
             return remove_unused_columns(dataset, self.model, self.label_names, description)
         return dataset
@@ -351,6 +356,7 @@ class Trainer:
                 self.optimizer = self.lr_scheduler = None
         elif not self._user_optimizer:
             self.optimizer = self.lr_scheduler = None  # a second train() starts a new schedule
+        check_trainable(self.model)
         try:
             if args.auto_find_batch_size:
                 from accelerate.utils import find_executable_batch_size
@@ -394,7 +400,7 @@ class Trainer:
         if self.label_smoother is not None and isinstance(inputs, Mapping) and "labels" in inputs:
             inputs = dict(inputs)
             labels = inputs.pop("labels")
-        outputs = model(**inputs) if isinstance(inputs, Mapping) else model(*inputs)
+        outputs = call_model(model, inputs)
         if labels is not None:
             loss = self.label_smoother(outputs, labels)
         elif isinstance(outputs, torch.Tensor):
@@ -421,8 +427,8 @@ class Trainer:
             loss = self.compute_loss(model, inputs, num_items_in_batch=num_items_in_batch)
         else:
             loss = self.compute_loss(model, inputs)
-        if loss.dim():
-            raise ValueError(not_scalar_loss_message(loss, inputs, self.label_names))
+        if not isinstance(loss, torch.Tensor) or loss.dim():
+            raise bad_loss_error(loss, inputs, self.label_names)
         if self.current_gradient_accumulation_steps > 1:
             loss = loss / self.current_gradient_accumulation_steps
         self.runtime.backward(loss)

@@ -290,6 +290,31 @@ def test_torch_compile(tmp_path):
     assert trainer.model.a.item() != 0.0
 
 
+def test_a_batch_that_is_one_tensor_is_the_models_one_argument(tmp_path):
+    class Tensors(torch.utils.data.Dataset):
+        def __len__(self):
+            return 16
+
+        def __getitem__(self, i):
+            return torch.full((3,), float(i))
+
+    class MeanModel(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.ones(3))
+            self.shapes = []
+
+        def forward(self, x):
+            self.shapes.append(tuple(x.shape))
+            return ((x * self.w).sum(-1) ** 2).mean()
+
+    model = MeanModel()
+    trainer = Trainer(model, regression_args(tmp_path, max_steps=2, per_device_train_batch_size=8),
+                      train_dataset=Tensors())
+    trainer.train()
+    assert model.shapes == [(8, 3), (8, 3)]
+
+
 def test_gradient_checkpointing_needs_model_support(tmp_path):
     with pytest.raises(ValueError, match="has no gradient_checkpointing_enable"):
         Trainer(RegressionModel(), regression_args(tmp_path, gradient_checkpointing=True))

@@ -85,3 +85,15 @@ def test_sigterm_to_one_rank_stops_all_ranks_at_the_same_step(tmp_path):
     torchrun("--output_dir", tmp_path / "run", "--final", tmp_path / "resumed_final", "--mode", "resume",
              "--max_steps", 400)
     assert_same_weights(tmp_path / "straight_final", tmp_path / "resumed_final")
+
+
+def test_sigterm_to_one_rank_during_evaluation_stops_both_at_the_same_batch_and_saves(tmp_path):
+    stdout = torchrun("--output_dir", tmp_path / "run", "--final", tmp_path / "unused", "--mode", "straight",
+                      "--term_in_eval", 3)
+    batches = {}
+    for rank, count in re.findall(r"EVALBATCH (\d+) (\d+)", stdout):
+        batches[int(rank)] = max(batches.get(int(rank), 0), int(count))
+    assert batches == {0: 3, 1: 3}, batches  # of the 64 batches each rank evaluates: both stop after the third
+    checkpoints = list_checkpoints(str(tmp_path / "run"))
+    assert [os.path.basename(p) for p in checkpoints] == ["checkpoint-8"]
+    assert {"rng_state_0.pth", "rng_state_1.pth"} <= set(os.listdir(checkpoints[0]))

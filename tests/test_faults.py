@@ -152,6 +152,48 @@ def test_nonfinite_loss_stop_keeps_the_checkpoints(tmp_path):
     assert all(torch.isfinite(t).all() for t in weights.values())
 
 
+class SignalledDuringEvaluation(RegressionDropoutModel):
+    """Sends ``signum`` to its own process at its ``at``-th batch of evaluation; counts evaluation batches."""
+
+    def __init__(self, signum=None, at: int = 3):
+        torch.manual_seed(0)  # the same initial weights in every run of the test
+        super().__init__()
+        self.signum, self.at, self.eval_batches = signum, at, 0
+
+    def forward(self, input_x, labels=None):
+        if not self.training:
+            self.eval_batches += 1
+            if self.signum is not None and self.eval_batches == self.at:
+                os.kill(os.getpid(), self.signum)
+        return super().forward(input_x, labels)
+
+
+@pytest.mark.parametrize("signum,extra", [(signal.SIGTERM, {}), (signal.SIGINT, {"save_on_interrupt": True})],
+                         ids=["sigterm", "ctrl-c"])
+def test_a_signal_during_evaluation_stops_it_within_a_batch_then_saves_and_resumes_exactly(tmp_path, signum, extra):
+    values = dict(max_steps=8, eval_strategy="steps", eval_steps=4, per_device_eval_batch_size=2, seed=3,
+                  logging_steps=2, **extra)
+    eval_data = RegressionDataset(64, seed=5)  # 32 batches: the signal comes at the third
+    straight = regression_trainer(tmp_path / "straight", model=SignalledDuringEvaluation(), eval_dataset=eval_data,
+                                  **values)
+    straight.train()
+    model = SignalledDuringEvaluation(signum, at=3)
+    cut = regression_trainer(tmp_path, model=model, eval_dataset=eval_data, save_strategy="no", **values)
+    with pytest.raises(SystemExit) as exited:
+        cut.train()
+    assert exited.value.code == 0
+    assert model.eval_batches == 3  # stopped right after the batch during which the signal came
+    assert sorted(os.listdir(tmp_path / "out")) == ["checkpoint-4"]
+    assert [e for e in cut.state.log_history if "eval_loss" in e] == []
+    resumed = regression_trainer(tmp_path, model=SignalledDuringEvaluation(), eval_dataset=eval_data, **values)
+    resumed.train(resume_from_checkpoint=True)
+    for name, value in straight.model.state_dict().items():
+        assert torch.equal(value, resumed.model.state_dict()[name]), name
+    assert [e["eval_loss"] for e in resumed.state.log_history if "eval_loss" in e] == \
+        [e["eval_loss"] for e in straight.state.log_history if "eval_loss" in e and e["step"] == 8]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handlers are put back
+
+
 def test_auto_find_batch_size_logs_the_size_it_settled_on(tmp_path, caplog):
     class OomAbove4(RegressionModel):
         def forward(self, input_x, labels=None):

@@ -25,6 +25,7 @@ from .metric_forms import denumpify, metrics_form, prefix_metrics
 from .nested import batch_size_of, nested_detach, nested_leaves, nested_map
 from .outputs import EvalLoopOutput, EvalPrediction
 from .prediction_store import PAD_INDEX, PredictionStore
+from .preemption import EvaluationInterrupted, stop_requested
 
 if TYPE_CHECKING:  # pragma: no cover
     from .trainer import Trainer
@@ -105,6 +106,8 @@ def evaluation_loop(
             if stream:
                 form.add_batch(logits, batch_labels, main_input, batch_losses, last)
         trainer.control = handler.on_prediction_step(args, trainer.state, trainer.control)
+        if stop_requested(trainer):  # only while train() runs: a preemption signal came; stop here
+            raise EvaluationInterrupted(f"evaluation stopped by a preemption signal after {step + 1} batches")
 
     trainer._past = None
     if observed == 0 and not rt.distributed:

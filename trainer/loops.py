@@ -27,7 +27,7 @@ from .checkpointing import loop_parts
 from .data import has_length, set_dataloader_epoch
 from .optim import num_warmup_steps
 from .outputs import TrainOutput
-from .preemption import PreemptionHandler
+from .preemption import EvaluationInterrupted, PreemptionHandler
 from .speed_memory import speed_metrics
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -247,6 +247,7 @@ class TrainingLoop:
         if args.eval_on_start and state.global_step == 0:  # a sanity check, not a candidate for the best model
             trainer.evaluate()
         preemption.install()
+        trainer._preemption = preemption  # an evaluation reads it after each batch
         try:
             end_epoch = first_epoch if self.complete else self.num_epochs  # a finished run takes no step
             for epoch in range(first_epoch, end_epoch):
@@ -311,10 +312,7 @@ class TrainingLoop:
                     if control.should_log or control.should_evaluate or control.should_save:
                         self.log_evaluate_save(model)
                     if rt.reduce_any(preemption.requested):  # all ranks agree (a plain read when not distributed)
-                        self.preempted = True
-                        if trainer.last_saved_step != state.global_step:
-                            trainer.save_training_checkpoint()
-                        trainer.control.should_training_stop = True
+                        self.preempt()
                         break
                     if trainer.control.should_epoch_stop or trainer.control.should_training_stop:
                         break
@@ -335,6 +333,7 @@ class TrainingLoop:
                     break
         finally:
             preemption.uninstall()
+            trainer._preemption = None
 
         steps_done = state.global_step - start_step
         self.fold_tokens()
@@ -412,7 +411,12 @@ class TrainingLoop:
             self.log_training()
         metrics = None
         if control.should_evaluate:
-            metrics = trainer.evaluate()
+            try:
+                metrics = trainer.evaluate()
+            except EvaluationInterrupted as stopped:
+                logger.warning("%s at step %d: its metrics are not logged", stopped, trainer.state.global_step)
+                self.preempt()
+                return
             self.track_best(metrics)
             scheduler = trainer.lr_scheduler
             if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
@@ -426,6 +430,13 @@ class TrainingLoop:
         if metrics is not None:  # after the save, so a search backend can keep the trial's checkpoint
             if trainer._search is not None:
                 trainer._search.report(metrics)  # the backend may prune the trial here
+
+    def preempt(self) -> None:
+        """A preemption signal came: save this step (unless saved already) and stop training."""
+        self.preempted = True
+        if self.trainer.last_saved_step != self.trainer.state.global_step:
+            self.trainer.save_training_checkpoint()
+        self.trainer.control.should_training_stop = True
 
     def log_training(self) -> None:
         trainer, state = self.trainer, self.trainer.state

@@ -5,6 +5,10 @@ saves a checkpoint at that step, runs ``on_train_end`` and ``train()`` exits the
 status 0, so a scheduler that sends SIGTERM before killing sees a clean stop and the same
 command resumes with ``resume_from_checkpoint="auto"``. In distributed runs the ranks agree
 (any rank's flag stops all) through one all-reduce per step.
+
+An evaluation during training reads the flag after each batch (``stop_requested``; one all-reduce
+per batch in distributed runs): it is abandoned with ``EvaluationInterrupted``, its metrics are not
+logged, and the loop saves the step and stops as it does after a step.
 """
 
 from __future__ import annotations
@@ -14,6 +18,17 @@ import signal
 import threading
 
 logger = logging.getLogger(__name__)
+
+
+class EvaluationInterrupted(Exception):
+    """An evaluation during training stopped at a preemption signal, before its end."""
+
+
+def stop_requested(trainer) -> bool:
+    """Whether a preemption signal arrived during this ``train()``, on any process (a collective when
+    distributed: every process calls it at the same point)."""
+    handler = trainer._preemption
+    return handler is not None and trainer.runtime.reduce_any(handler.requested)
 
 
 class PreemptionHandler:
@@ -28,7 +43,7 @@ class PreemptionHandler:
     def _handle(self, signum, frame) -> None:
         self.requested = True
         self.received = signal.Signals(signum).name
-        logger.warning("%s received: finishing the current step, then saving a checkpoint and stopping",
+        logger.warning("%s received: finishing the current step (or evaluation batch), then saving a checkpoint and stopping",
                        self.received)
 
     def install(self) -> None:

@@ -161,6 +161,7 @@ class Trainer:
         self.is_in_train = False
         self._flos_params = None  # non-embedding parameter count, for floating_point_ops
         self._past = None  # outputs[past_index] of the last step, fed back as `mems` (past_index >= 0)
+        self._preemption = None  # the signal handler while train() runs (an evaluation stops at its flag)
         self._memory_tracker = MemoryTracker(args.skip_memory_metrics)
         self._search = None  # the running hyperparameter_search's Search (trainer/search.py), else None
 

@@ -2,13 +2,16 @@
 
 --mode straight: train to the end; cut: stop at --stop_at with a checkpoint; resume: continue from
 the newest checkpoint. Rank 0 saves the final weights to --final. Every rank prints
-``PID <rank> <pid>`` at start and ``STEP <rank> <step>`` after each step.
+``PID <rank> <pid>`` at start and ``STEP <rank> <step>`` after each step. With --term_in_eval N, the
+run evaluates at step 8 and rank 1 sends itself SIGTERM at its N-th evaluation batch; every rank prints
+``EVALBATCH <rank> <count>`` after each evaluation batch.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
@@ -40,6 +43,17 @@ class Report(TrainerCallback):
             control.should_training_stop = True
 
 
+class TermInEval(TrainerCallback):
+    def __init__(self, at: int):
+        self.at, self.batches = at, 0
+
+    def on_prediction_step(self, args, state, control, **kwargs):
+        self.batches += 1
+        print(f"EVALBATCH {args.process_index} {self.batches}", flush=True)
+        if args.process_index == 1 and self.batches == self.at:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--output_dir", required=True)
@@ -49,15 +63,20 @@ def main() -> None:
     parser.add_argument("--max_steps", type=int, default=24)
     parser.add_argument("--report_to", default="none")
     parser.add_argument("--count_tokens", action="store_true", help="count input_x values as tokens")
+    parser.add_argument("--term_in_eval", type=int, default=None)
     opts = parser.parse_args()
     torch.set_num_threads(1)
     args = TrainingArguments(
         output_dir=opts.output_dir, max_steps=opts.max_steps, per_device_train_batch_size=4, learning_rate=0.05,
         save_strategy="no", logging_steps=5, disable_tqdm=True, seed=5, report_to=opts.report_to,
         include_num_input_tokens_seen=opts.count_tokens,
+        **({"eval_strategy": "steps", "eval_steps": 8, "per_device_eval_batch_size": 2} if opts.term_in_eval else {}),
     )
+    callbacks = [Report(opts.stop_at if opts.mode == "cut" else None)]
+    if opts.term_in_eval:
+        callbacks.append(TermInEval(opts.term_in_eval))
     trainer = Trainer(model_init=TokenCountedModel, args=args, train_dataset=RegressionDataset(64),
-                      callbacks=[Report(opts.stop_at if opts.mode == "cut" else None)])
+                      eval_dataset=RegressionDataset(256, seed=3) if opts.term_in_eval else None, callbacks=callbacks)
     trainer.train(resume_from_checkpoint=True if opts.mode == "resume" else None)
     if opts.count_tokens:
         print(f"TOKENS {args.process_index} {trainer.state.num_input_tokens_seen}", flush=True)

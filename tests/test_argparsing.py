@@ -157,6 +157,43 @@ def test_trainforge_train_config_errors(tmp_path):
         run_task_config(str(missing), [])
 
 
+BAD_CONFIGS = {
+    "unknown key": ("learning_rat: 0.1\n", "unknown argument(s) in {path}: 'learning_rat' (did you mean "
+                    "'learning_rate'?)"),
+    "wrong type": ("num_train_epochs: three\n", "num_train_epochs: 'three' in {path} is not a number"),
+    "bad yaml": ("{: broken\n", "--config '{path}' is not valid YAML"),
+    "refused value": ("learning_rate: -1\n", "learning_rate=-1 must be >= 0 (the values of {path} and the flags)"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_CONFIGS))
+@pytest.mark.parametrize("command", ["args", "train", "train SCRIPT"])
+def test_config_errors_are_one_line_and_exit_2_in_every_subcommand(tmp_path, case, command):
+    text, message = BAD_CONFIGS[case]
+    path = tmp_path / "run.yaml"
+    path.write_text(("task: examples.quickstart:build\n" if command == "train" else "") + text)
+    script = tmp_path / "script.py"
+    script.write_text("from trainer.cli import parse_training_args\nimport sys\n"
+                      "from trainer.argparsing import DataclassArgumentParser\n"
+                      "from trainer import TrainingArguments\n"
+                      "DataclassArgumentParser([TrainingArguments], prog='script').parse()\nprint('TRAINED')\n")
+    argv = ["train", str(script), str(path)] if command == "train SCRIPT" else [command, str(path)]
+    proc = subprocess.run([sys.executable, "-m", "trainer.cli", *argv], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr and "TRAINED" not in proc.stdout
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert message.format(path=path) in lines[-1]
+    assert len(lines) == 1, lines
+
+
+def test_trainforge_args_shows_what_a_train_config_resolves_to(tmp_path, capsys):
+    from trainer.cli import main
+
+    assert main(["args", "configs/quickstart.yaml", "--learning_rate", "0.5"]) == 0
+    resolved = json.loads(capsys.readouterr().out)
+    assert resolved["learning_rate"] == 0.5 and resolved["output_dir"] == "outputs/quickstart-config"
+
+
 def test_trainforge_env_reports_versions_and_what_is_usable():
     import importlib.util
 

@@ -13,7 +13,10 @@ a config file (``--config FILE`` or a lone ``.yaml``/``.yml``/``.json`` argument
 | ``bool | str`` | ``--name`` (true), ``--name false`` or ``--name MODE`` |
 
 Help text is the field's ``metadata["help"]``. A config key that no dataclass has is an error
-naming the key and the closest valid one. Our own small parser rather than jsonargparse or tyro:
+naming the key and the closest valid one. Every mistake in a config or in the values (a key, a type,
+the file, a value the dataclass refuses) is a ``ConfigError`` naming the key and the file; from the
+command line (``parse()`` reading ``sys.argv``, and the ``trainforge`` subcommands) it is one line
+on stderr and exit status 2, as argparse does for a bad flag. Our own small parser rather than jsonargparse or tyro:
 it is ~150 lines over argparse, keeps HF's flag names and ``--no_x`` spelling exactly, reads the
 help from the same ``metadata["help"]`` HF scripts already use, and adds no dependency.
 """
@@ -26,10 +29,20 @@ import difflib
 import enum
 import json
 import os
+import sys
 import typing
 from typing import Any
 
 CONFIG_SUFFIXES = (".yaml", ".yml", ".json")
+
+
+class ConfigError(ValueError):
+    """A config file or argument value that cannot make the dataclasses: the message names the key and
+    the file."""
+
+
+class ConfigFileMissing(ConfigError, FileNotFoundError):
+    """``--config FILE`` names no file."""
 
 
 def str2bool(value: str | bool) -> bool:
@@ -130,16 +143,26 @@ class DataclassArgumentParser(argparse.ArgumentParser):
                                    help=f"Set {f.name} to false.")
 
     # -- parsing -------------------------------------------------------------------------------
-    def parse(self, argv: list[str] | None = None, defaults: dict | None = None) -> tuple:
-        """One instance per dataclass, from defaults < config file < flags."""
-        argv = list(argv) if argv is not None else None
+    def parse(self, argv: list[str] | None = None, defaults: dict | None = None, ignore: tuple = ()) -> tuple:
+        """One instance per dataclass, from defaults < config file < flags. Config keys in ``ignore`` are
+        left out (``task`` of a ``trainforge train`` config). A mistake raises ``ConfigError``; reading
+        ``sys.argv`` (``argv=None``) it ends the program as a bad flag does: one line, exit status 2."""
+        if argv is not None:
+            return self._parse(list(argv), defaults, ignore)
+        try:
+            return self._parse(sys.argv[1:], defaults, ignore)
+        except ConfigError as error:  # argparse's error() would print the usage of every flag first
+            self.exit(2, f"{self.prog}: error: {error}\n")
+
+    def _parse(self, argv: list[str], defaults: dict | None, ignore: tuple) -> tuple:
         if argv and argv[0].endswith(CONFIG_SUFFIXES) and not argv[0].startswith("-"):
             argv = ["--config", argv[0], *argv[1:]]
         given = vars(self.parse_args(argv))
         values = dict(defaults or {})
         config = given.pop("config", None)
         if config:
-            values.update(self.typed_config(self.read_config(config), config))
+            read = {k: v for k, v in self.read_config(config).items() if k not in ignore}
+            values.update(self.typed_config(read, config))
         values.update(given)
         self._check_keys(values, config)
         for name, enum_type in self.enums.items():
@@ -149,13 +172,19 @@ class DataclassArgumentParser(argparse.ArgumentParser):
         for cls in self.dataclass_types:
             names = {f.name for f in dataclasses.fields(cls) if f.init}
             mine = {k: v for k, v in values.items() if k in names}
-            out.append(cls.from_dict(mine) if hasattr(cls, "from_dict") else cls(**mine))
+            try:
+                out.append(cls.from_dict(mine) if hasattr(cls, "from_dict") else cls(**mine))
+            except (ValueError, TypeError) as error:  # the dataclass's own checks refused a value
+                if isinstance(error, ConfigError):
+                    raise
+                where = f" (the values of {config} and the flags)" if config else ""
+                raise ConfigError(f"{' '.join(str(error).split())}{where}") from error
         return tuple(out)
 
     @staticmethod
     def read_config(path: str) -> dict:
         if not os.path.isfile(path):
-            raise FileNotFoundError(f"--config {path!r}: no such file")
+            raise ConfigFileMissing(f"--config {path!r}: no such file")
         with open(path, encoding="utf-8") as f:
             if path.endswith((".yaml", ".yml")):
                 import yaml
@@ -163,14 +192,14 @@ class DataclassArgumentParser(argparse.ArgumentParser):
                 try:
                     data = yaml.safe_load(f) or {}
                 except yaml.YAMLError as e:
-                    raise ValueError(f"--config {path!r} is not valid YAML: {' '.join(str(e).split())}") from None
+                    raise ConfigError(f"--config {path!r} is not valid YAML: {' '.join(str(e).split())}") from None
             else:
                 try:
                     data = json.load(f)
                 except json.JSONDecodeError as e:
-                    raise ValueError(f"--config {path!r} is not valid JSON: {e}") from None
+                    raise ConfigError(f"--config {path!r} is not valid JSON: {e}") from None
         if not isinstance(data, dict):
-            raise ValueError(f"--config {path!r} must hold a mapping of argument names to values, got "
+            raise ConfigError(f"--config {path!r} must hold a mapping of argument names to values, got "
                              f"{type(data).__name__}")
         return data
 
@@ -196,11 +225,11 @@ class DataclassArgumentParser(argparse.ArgumentParser):
                     except (ValueError, argparse.ArgumentTypeError):
                         value = None
                     if value is None:
-                        raise ValueError(f"{key}: {data[key]!r} in {path} is not {expected}")
+                        raise ConfigError(f"{key}: {data[key]!r} in {path} is not {expected}")
                 elif kind is int:
                     value = int(value)
             if choices is not None and not isinstance(value, list) and value not in choices:
-                raise ValueError(f"{key}: {value!r} in {path} is not one of {choices}")
+                raise ConfigError(f"{key}: {value!r} in {path} is not one of {choices}")
             out[key] = value
         return out
 
@@ -214,7 +243,7 @@ class DataclassArgumentParser(argparse.ArgumentParser):
             close = difflib.get_close_matches(key, list(self.owner), n=1)
             parts.append(f"{key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
         names = ", ".join(cls.__name__ for cls in self.dataclass_types)
-        raise ValueError(f"unknown argument(s){where}: {', '.join(parts)}; valid names are the fields of {names} "
+        raise ConfigError(f"unknown argument(s){where}: {', '.join(parts)}; valid names are the fields of {names} "
                          "(see --help)")
 
 

@@ -18,7 +18,7 @@ import argparse
 import runpy
 import sys
 
-from .argparsing import DataclassArgumentParser
+from .argparsing import ConfigError, DataclassArgumentParser
 from .arguments import TrainingArguments
 
 
@@ -49,8 +49,21 @@ def main(argv: list[str] | None = None) -> int:
     plot_cmd.add_argument("output_dir", help="the run's output_dir")
     plot_cmd.add_argument("--out", default=None, help="PNG path (default: OUTPUT_DIR/training_curves.png)")
 
-    if argv[:1] == ["args"]:
-        print(parse_training_args(argv[1:], prog="trainforge args").to_json_string(), end="")
+    command = argv[0] if argv else None
+    try:
+        return _run(parser, argv)
+    except ConfigError as error:  # a config or a value: one line naming the key and the file, as for a bad flag
+        print(f"trainforge {command}: error: {error}", file=sys.stderr)
+        return 2
+
+
+def _run(parser: argparse.ArgumentParser, argv: list[str]) -> int:
+    if argv[:1] == ["args"]:  # a `trainforge train` config too: its task keys are not arguments
+        from .task_run import TASK_KEYS
+
+        args = DataclassArgumentParser([TrainingArguments], prog="trainforge args",
+                                       description="Training arguments").parse(argv[1:], ignore=TASK_KEYS)[0]
+        print(args.to_json_string(), end="")
         return 0
     opts = parser.parse_args(argv)
     if opts.command == "env":

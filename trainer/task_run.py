@@ -17,25 +17,27 @@ import importlib
 import os
 import sys
 
-from .argparsing import DataclassArgumentParser
+from .argparsing import ConfigError, DataclassArgumentParser
 from .arguments import TrainingArguments
+
+TASK_KEYS = ("task", "task_args")  # the config's keys that are not TrainingArguments fields
 
 
 def load_builder(spec: str):
     """The function named by ``module:function`` (the working directory is importable)."""
     module_name, sep, func_name = spec.partition(":")
     if not sep or not module_name or not func_name:
-        raise ValueError(f"task={spec!r} must be 'module:function', e.g. 'examples.quickstart:build'")
+        raise ConfigError(f"task={spec!r} must be 'module:function', e.g. 'examples.quickstart:build'")
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as err:
-        raise ValueError(f"task={spec!r}: cannot import {module_name!r} ({err}); run from the directory that holds "
+        raise ConfigError(f"task={spec!r}: cannot import {module_name!r} ({err}); run from the directory that holds "
                          "it or install it") from err
     builder = getattr(module, func_name, None)
     if not callable(builder):
-        raise ValueError(f"task={spec!r}: {module_name} has no function {func_name!r}")
+        raise ConfigError(f"task={spec!r}: {module_name} has no function {func_name!r}")
     return builder
 
 
@@ -44,14 +46,17 @@ def run_task_config(config_path: str, overrides: list[str]) -> dict:
     from .trainer import Trainer
 
     config = DataclassArgumentParser.read_config(config_path)
-    task = config.pop("task", None)
-    task_args = config.pop("task_args", None) or {}
+    task, task_args = config.get("task"), config.get("task_args") or {}
     if task is None:
-        raise ValueError(f"{config_path}: no 'task: module:function' key naming the builder of model and datasets "
-                         "(or run a script: trainforge train SCRIPT.py)")
+        raise ConfigError(f"{config_path}: no 'task: module:function' key naming the builder of model and datasets "
+                          "(or run a script: trainforge train SCRIPT.py)")
+    if not isinstance(task_args, dict):
+        raise ConfigError(f"task_args in {config_path} must be a mapping of the builder's keyword arguments, got "
+                          f"{type(task_args).__name__}")
     parser = DataclassArgumentParser([TrainingArguments], prog=f"trainforge train {config_path}")
-    (args,) = parser.parse(overrides, defaults=config)
-    built = load_builder(task)(**task_args)
+    (args,) = parser.parse(["--config", config_path, *overrides], ignore=TASK_KEYS)
+    builder = load_builder(task)
+    built = builder(**task_args)
     if not isinstance(built, dict):
         raise TypeError(f"task={task!r} must return a dict of Trainer keyword arguments (model, train_dataset...), "
                         f"got {type(built).__name__}")

@@ -9,7 +9,7 @@ FILE`` (YAML or JSON), then the flags given.
     trainforge train SCRIPT [script arguments ...]        run a training script (like python SCRIPT)
     trainforge env                                        versions of the packages a run uses
     trainforge checkpoints DIR                            a run's checkpoints (or one checkpoint-N): step, metric, completeness
-    trainforge plot DIR [--out PNG]                       a run's curves drawn from trainer_state.json
+    trainforge plot DIR [--out PNG] [--smooth 0.9]        a run's curves drawn from trainer_state.json
 """
 
 from __future__ import annotations
@@ -48,6 +48,8 @@ def main(argv: list[str] | None = None) -> int:
     plot_cmd = sub.add_parser("plot", help="draw a run's curves (loss, learning rate, grad norm, eval metrics) to PNG")
     plot_cmd.add_argument("output_dir", help="the run's output_dir")
     plot_cmd.add_argument("--out", default=None, help="PNG path (default: OUTPUT_DIR/training_curves.png)")
+    plot_cmd.add_argument("--smooth", type=float, default=0.0,
+                          help="smooth the loss and grad norm curves: 0 (none) to 0.99, as TensorBoard's slider")
 
     command = argv[0] if argv else None
     try:
@@ -78,7 +80,7 @@ def _run(parser: argparse.ArgumentParser, argv: list[str]) -> int:
             if opts.command == "checkpoints":
                 print(format_checkpoints(describe_checkpoints(opts.output_dir)))
             else:
-                print(plot_run(opts.output_dir, opts.out))
+                print(plot_run(opts.output_dir, opts.out, opts.smooth))
         except (FileNotFoundError, ValueError) as err:
             print(f"trainforge {opts.command}: {err}", file=sys.stderr)
             return 2

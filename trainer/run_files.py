@@ -112,18 +112,36 @@ def curves(log_history: list[dict]) -> dict[str, list[tuple[int, float]]]:
     return out
 
 
-def plot_run(run_dir: str, out_path: str | None = None) -> str:
+def plot_run(run_dir: str, out_path: str | None = None, smooth: float = 0.0) -> str:
     """Draw the run's curves (from its newest trainer_state.json) into a PNG; returns its path."""
     state = _newest_state(run_dir, {os.path.basename(p) for p in ckpt.list_checkpoints(run_dir)}) \
         if os.path.isdir(run_dir) else None
     if state is None:
         raise FileNotFoundError(f"no {ckpt.TRAINER_STATE_NAME} in {run_dir!r} or its checkpoints: give a run's "
                                 "output_dir (or call trainer.save_state())")
-    return plot_curves(state.get("log_history", []), out_path or os.path.join(run_dir, CURVES_NAME), run_dir)
+    return plot_curves(state.get("log_history", []), out_path or os.path.join(run_dir, CURVES_NAME), run_dir, smooth)
 
 
-def plot_curves(log_history: list[dict], out_path: str, source: str = "the run") -> str:
+SMOOTHED = ("loss", "grad_norm")  # the noisy per-step curves ``smooth`` applies to; eval points are few
+
+
+def plot_curves(log_history: list[dict], out_path: str, source: str = "the run", smooth: float = 0.0) -> str:
     """Training loss, learning rate, grad norm and every eval metric of ``log_history``, one panel each, as a PNG."""
+    fig = draw_curves(log_history, source, smooth)
+    fig.savefig(out_path, dpi=100)
+    from matplotlib import pyplot as plt
+
+    plt.close(fig)
+    return out_path
+
+
+def draw_curves(log_history: list[dict], source: str = "the run", smooth: float = 0.0):
+    """The figure of ``plot_curves``. Each curve is a line, a lone point a level line with its value written;
+    at most 5 step ticks, written short (``20k``); with ``smooth`` (0 to 1, as TensorBoard's slider) the
+    loss and grad norm are drawn faint with their exponential moving average over them."""
+    if not 0.0 <= smooth < 1.0:
+        raise ValueError(f"smooth={smooth} must be in [0, 1): the weight of the past in the moving average "
+                         "(0: none, 0.9: strong)")
     series = curves(log_history)
     if not series:
         raise ValueError(f"{source!r}: the run logged no loss, learning rate, grad norm or eval metric to plot")
@@ -131,19 +149,44 @@ def plot_curves(log_history: list[dict], out_path: str, source: str = "the run")
 
     matplotlib.use("Agg")
     from matplotlib import pyplot as plt
+    from matplotlib.ticker import EngFormatter, MaxNLocator
 
     cols = min(3, len(series))
     rows = -(-len(series) // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.0 * rows), squeeze=False)
     for ax, (name, points) in zip(axes.flat, series.items()):
         steps, values = zip(*points)
-        ax.plot(steps, values, marker="o" if len(points) < 30 else None, markersize=3)
-        ax.set_title(name)
+        if len(points) == 1:
+            ax.axhline(values[0], color="C0", linewidth=1.5)
+            ax.plot(steps, values, "o", color="C0", markersize=5)
+            ax.annotate(f"{values[0]:.4g} at step {steps[0]}", (0.5, 0.6), xycoords="axes fraction", ha="center")
+        elif smooth and name in SMOOTHED:
+            ax.plot(steps, values, color="C0", linewidth=1, alpha=0.3)
+            ax.plot(steps, moving_average(values, smooth), color="C0", linewidth=1.8)
+        else:
+            ax.plot(steps, values, color="C0", linewidth=1.5, marker="o" if len(points) <= 30 else None, markersize=3)
+        ax.set_title(name + (f" (smoothed {smooth:g})" if smooth and name in SMOOTHED and len(points) > 1 else ""))
         ax.set_xlabel("step")
+        if len(points) == 1:  # one step: its tick alone, not fractions of a step around it
+            ax.set_xlim(steps[0] - 1, steps[0] + 1)
+            ax.set_xticks([steps[0]])
+        else:
+            ax.xaxis.set_major_locator(MaxNLocator(nbins=5, integer=True, min_n_ticks=2))
+        ax.xaxis.set_major_formatter(EngFormatter(sep=""))
+        ax.yaxis.set_major_locator(MaxNLocator(nbins=5))
+        ax.ticklabel_format(axis="y", style="sci", scilimits=(-3, 4))  # a learning rate as 1e-4 x, not 0.000100
         ax.grid(alpha=0.3)
     for ax in list(axes.flat)[len(series):]:
         ax.axis("off")
     fig.tight_layout()
-    fig.savefig(out_path, dpi=100)
-    plt.close(fig)
-    return out_path
+    return fig
+
+
+def moving_average(values, weight: float) -> list[float]:
+    """TensorBoard's smoothing: an exponential moving average, debiased so the first points are not pulled
+    toward 0."""
+    out, average = [], 0.0
+    for i, value in enumerate(values, 1):
+        average = weight * average + (1 - weight) * value
+        out.append(average / (1 - weight ** i))
+    return out

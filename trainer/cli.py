@@ -7,7 +7,7 @@ FILE`` (YAML or JSON), then the flags given.
     trainforge args [--config FILE] [--name value ...]   print the resolved arguments as JSON
     trainforge train CONFIG.yaml [--name value ...]       train as the config says (task: module:function)
     trainforge train SCRIPT [script arguments ...]        run a training script (like python SCRIPT)
-    trainforge env                                        versions of the packages a run uses
+    trainforge env [--deepspeed-ops]                      versions of the packages a run uses
     trainforge checkpoints DIR                            a run's checkpoints (or one checkpoint-N): step, metric, completeness
     trainforge plot DIR [--out PNG] [--smooth 0.9]        a run's curves drawn from trainer_state.json
 """
@@ -42,7 +42,10 @@ def main(argv: list[str] | None = None) -> int:
     train_cmd.add_argument("script", help="a config (.yaml/.json with 'task: module:function') or a Python script")
     train_cmd.add_argument("script_args", nargs=argparse.REMAINDER,
                            help="flags overriding the config, or the script's arguments")
-    sub.add_parser("env", help="versions of torch and every integration, and what is usable here (GPU, DeepSpeed ops...)")
+    env_cmd = sub.add_parser("env", help="versions of torch and every integration, and what is usable here (GPU, "
+                             "distributed backends...)")
+    env_cmd.add_argument("--deepspeed-ops", action="store_true",
+                         help="also probe DeepSpeed's compiled ops (cpu_adam, fused_adam): imports DeepSpeed")
     checkpoints_cmd = sub.add_parser("checkpoints", help="list a run's checkpoints: step, metric, completeness")
     checkpoints_cmd.add_argument("output_dir", help="the run's output_dir, or one of its checkpoint-N folders")
     plot_cmd = sub.add_parser("plot", help="draw a run's curves (loss, learning rate, grad norm, eval metrics) to PNG")
@@ -71,7 +74,7 @@ def _run(parser: argparse.ArgumentParser, argv: list[str]) -> int:
     if opts.command == "env":
         from .env_report import environment_report, format_report
 
-        print(format_report(environment_report()))
+        print(format_report(environment_report(opts.deepspeed_ops)))
         return 0
     if opts.command in ("checkpoints", "plot"):
         from .run_files import describe_checkpoints, format_checkpoints, plot_run

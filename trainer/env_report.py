@@ -32,8 +32,10 @@ def _deepspeed_ops() -> str:
     return ", ".join(f"{name} {'yes' if ok else 'no'}" for name, ok in ops.items())
 
 
-def environment_report() -> list[tuple[str, str]]:
-    """``(label, value)`` rows: platform, package versions, devices, distributed backends, integrations."""
+def environment_report(deepspeed_ops: bool = False) -> list[tuple[str, str]]:
+    """``(label, value)`` rows: platform, package versions, devices, distributed backends, integrations.
+    ``deepspeed_ops`` probes DeepSpeed's compiled ops, which imports DeepSpeed (a second or more): the
+    plain report stays well under 1.5 s and leaves DeepSpeed unimported."""
     import torch
     import torch.distributed as dist
 
@@ -54,7 +56,10 @@ def environment_report() -> list[tuple[str, str]]:
     backends = [name for name, ok in (("gloo", dist.is_gloo_available()), ("nccl", dist.is_nccl_available()),
                                       ("mpi", dist.is_mpi_available())) if ok]
     rows.append(("distributed", ", ".join(backends) or "none"))
-    rows.append(("deepspeed ops", _deepspeed_ops()))
+    if deepspeed_ops:
+        rows.append(("deepspeed ops", _deepspeed_ops()))
+    elif importlib.util.find_spec("deepspeed") is not None:
+        rows.append(("deepspeed ops", "not probed (trainforge env --deepspeed-ops)"))
     rows.append(("report_to all", ", ".join(resolve_report_to("all")) or "none installed"))
     searches = [name for name, (module, _, _) in HPO_BACKENDS.items() if is_installed(module)]
     rows.append(("search backends", ", ".join(searches) or "none installed"))

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import os
 from typing import Any, NamedTuple
 
 # name -> (module that must be importable, pip package, "module:Class"), in order of preference
@@ -34,10 +35,18 @@ class BestRun(NamedTuple):
 
 
 def is_installed(module: str) -> bool:
-    try:
-        return importlib.util.find_spec(module) is not None
-    except ModuleNotFoundError:  # a dotted name whose parent is missing
-        return False
+    """Whether ``module`` can be imported, without importing it: ``find_spec("ray.tune")`` would import
+    ``ray`` (a quarter second), so a submodule is looked for in its package's directories."""
+    top, _, rest = module.partition(".")
+    spec = importlib.util.find_spec(top)
+    if spec is None or not rest:
+        return spec is not None
+    parts = rest.split(".")
+    for location in spec.submodule_search_locations or ():
+        path = os.path.join(location, *parts)
+        if os.path.isdir(path) or os.path.isfile(path + ".py"):
+            return True
+    return False
 
 
 def choose_backend(name: str | None):

@@ -56,7 +56,7 @@ def build(text_files: list[str], block_size: int, model_name_or_path: str | None
         tokenizer = transformers.AutoTokenizer.from_pretrained(model_name_or_path)
         model = transformers.AutoModelForCausalLM.from_pretrained(model_name_or_path)
     else:
-        from examples.tiny_text import word_tokenizer
+        from trainer.demo import word_tokenizer
 
         tokenizer = word_tokenizer(lines)
         set_seed(seed)

@@ -16,9 +16,9 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from examples.quickstart import DigitsCNN, compute_metrics, load_digits_splits  # noqa: E402
 from trainer import ExportableState, Trainer, TrainerCallback, set_seed  # noqa: E402
 from trainer.cli import parse_training_args  # noqa: E402
+from trainer.demo import DigitsCNN, compute_metrics, load_digits_splits  # noqa: E402
 
 
 class StopAtTarget(TrainerCallback, ExportableState):

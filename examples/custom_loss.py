@@ -19,9 +19,9 @@ from torch import nn
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from examples.quickstart import DigitsCNN, load_digits_splits  # noqa: E402
 from trainer import EvalPrediction, Trainer, set_seed  # noqa: E402
 from trainer.cli import parse_training_args  # noqa: E402
+from trainer.demo import DigitsCNN, load_digits_splits  # noqa: E402
 
 
 class WeightedLossTrainer(Trainer):

@@ -41,9 +41,9 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from examples.quickstart import build  # noqa: E402
 from trainer import Trainer  # noqa: E402
 from trainer.cli import parse_training_args  # noqa: E402
+from trainer.demo import build  # noqa: E402
 
 
 def parse(argv: list[str] | None = None):

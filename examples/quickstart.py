@@ -1,8 +1,9 @@
 """Quickstart: train a small CNN on scikit-learn's bundled digits (8x8 images, 10 classes).
 
-Real data shipped with scikit-learn, so nothing is downloaded. Evaluates every epoch with
-accuracy from ``compute_metrics``, saves a checkpoint per epoch (the best one is kept and
-loaded at the end), shows progress bars and prints a final metrics table.
+Real data shipped with scikit-learn, so nothing is downloaded. Evaluates every epoch with accuracy
+from ``compute_metrics``, saves a checkpoint per epoch (the best one is kept and loaded at the end),
+shows progress bars and prints a final metrics table. The dataset, the model and the metric are
+``trainer.demo``'s, installed with the package, so the README and the docs use them from any directory.
 
     python examples/quickstart.py [--output_dir outputs/quickstart] [--num_train_epochs 12] [...]
 
@@ -14,71 +15,13 @@ from __future__ import annotations
 import os
 import sys
 
-import numpy as np
 import torch
-from torch import nn
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from trainer import EvalPrediction, Trainer, set_seed  # noqa: E402
+from trainer import Trainer, set_seed  # noqa: E402
 from trainer.cli import parse_training_args  # noqa: E402
-
-
-class DigitsDataset(torch.utils.data.Dataset):
-    """Digits images scaled to [0, 1] as ``pixel_values`` (1x8x8) with integer ``labels``."""
-
-    def __init__(self, images: np.ndarray, labels: np.ndarray):
-        self.images = torch.tensor(images / 16.0, dtype=torch.float32).reshape(-1, 1, 8, 8)
-        self.labels = torch.tensor(labels, dtype=torch.long)
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def __getitem__(self, i: int) -> dict:
-        return {"pixel_values": self.images[i], "labels": self.labels[i]}
-
-
-def load_digits_splits(seed: int = 0) -> tuple[DigitsDataset, DigitsDataset]:
-    """80/20 stratified split of the 1,797 digits images."""
-    from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
-
-    data = load_digits()
-    x_train, x_eval, y_train, y_eval = train_test_split(
-        data.images, data.target, test_size=0.2, random_state=seed, stratify=data.target
-    )
-    return DigitsDataset(x_train, y_train), DigitsDataset(x_eval, y_eval)
-
-
-class DigitsCNN(nn.Module):
-    """Two conv blocks and a linear head; returns ``{"loss", "logits"}`` like a transformers model."""
-
-    def __init__(self, num_classes: int = 10):
-        super().__init__()
-        self.features = nn.Sequential(
-            nn.Conv2d(1, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(),
-            nn.Conv2d(32, 64, 3, padding=1), nn.BatchNorm2d(64), nn.ReLU(), nn.MaxPool2d(2),
-        )
-        self.head = nn.Sequential(nn.Flatten(), nn.Dropout(0.2), nn.Linear(64 * 4 * 4, num_classes))
-
-    def forward(self, pixel_values: torch.Tensor, labels: torch.Tensor | None = None) -> dict:
-        logits = self.head(self.features(pixel_values))
-        out = {"logits": logits}
-        if labels is not None:
-            out["loss"] = nn.functional.cross_entropy(logits, labels)
-        return out
-
-
-def compute_metrics(pred: EvalPrediction) -> dict:
-    return {"accuracy": float((pred.predictions.argmax(-1) == pred.label_ids).mean())}
-
-
-def build(seed: int = 0) -> dict:
-    """The task for ``trainforge train configs/quickstart.yaml``: model, datasets and metrics."""
-    train_set, eval_set = load_digits_splits(seed)
-    set_seed(seed)  # before the model is built, so its initial weights are reproducible
-    return {"model": DigitsCNN(), "train_dataset": train_set, "eval_dataset": eval_set,
-            "compute_metrics": compute_metrics}
+from trainer.demo import DigitsCNN, compute_metrics, load_digits_splits  # noqa: E402 (the model and data)
 
 
 def main(argv: list[str] | None = None) -> dict:

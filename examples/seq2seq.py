@@ -64,7 +64,7 @@ def build(opts, seed: int):
     else:
         from tokenizers import processors
 
-        from examples.tiny_text import word_tokenizer
+        from trainer.demo import word_tokenizer
 
         tokenizer = word_tokenizer(list(train_raw[source]) + list(train_raw[target]))
         eos = tokenizer.eos_token_id

@@ -107,7 +107,7 @@ def build(model_name_or_path: str | None, dataset_name: str | None, seed: int):
         model = transformers.AutoModelForSequenceClassification.from_pretrained(model_name_or_path,
                                                                                 num_labels=num_labels)
     else:
-        from examples.tiny_text import word_tokenizer
+        from trainer.demo import word_tokenizer
 
         tokenizer = word_tokenizer(list(train_raw["text"]))
         set_seed(seed)

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 
 import torch
 
@@ -376,3 +377,27 @@ class _NoBoundary:
     def __exit__(self, *exc):
         self.strategy._boundary = True
         return False
+
+
+def not_imported_by_save_pretrained() -> None:
+    """Keep ``save_pretrained`` from importing DeepSpeed in a run that does not use it.
+
+    transformers' ``save_pretrained`` unwraps the model with accelerate's ``extract_model_from_parallel``,
+    which imports DeepSpeed whenever it is installed, only to test ``isinstance(model, DeepSpeedEngine)``:
+    1 to 3 s and a warning at the first checkpoint of a run that never asked for DeepSpeed. No model can
+    be a ``DeepSpeedEngine`` before ``deepspeed`` is imported, so the availability check it reads is made
+    to say so; once a run has imported DeepSpeed, the check is accelerate's own again.
+    """
+    try:
+        import accelerate.utils.other as other  # imported with accelerate itself, which the runtime uses
+    except ImportError:
+        return
+    available = getattr(other, "is_deepspeed_available", None)
+    if available is None or getattr(available, "_only_once_imported", False):
+        return
+
+    def is_deepspeed_available() -> bool:
+        return "deepspeed" in sys.modules and available()
+
+    is_deepspeed_available._only_once_imported = True
+    other.is_deepspeed_available = is_deepspeed_available

@@ -171,7 +171,7 @@ BAD_CONFIGS = {
 def test_config_errors_are_one_line_and_exit_2_in_every_subcommand(tmp_path, case, command):
     text, message = BAD_CONFIGS[case]
     path = tmp_path / "run.yaml"
-    path.write_text(("task: examples.quickstart:build\n" if command == "train" else "") + text)
+    path.write_text(("task: trainer.demo:build\n" if command == "train" else "") + text)
     script = tmp_path / "script.py"
     script.write_text("from trainer.cli import parse_training_args\nimport sys\n"
                       "from trainer.argparsing import DataclassArgumentParser\n"

@@ -1,8 +1,10 @@
 """The docs cannot rot: every code block of README.md and docs/*.md is run or checked here.
 
-- ``python`` blocks: all blocks of a page run in order, as one script, in a fresh process whose
-  working directory holds ``configs/`` and ``examples/`` (as the repository root does). A page
-  reads like a session: later blocks use what earlier ones built.
+- ``python`` blocks: all blocks of a page run in order, as one script, in a fresh process, from a
+  temporary directory that holds nothing of the repository but ``configs/`` (the config files a
+  user's project keeps beside its script), with the package as ``pip install -e .`` installed it
+  and the repository root not on the path: a snippet that only works from the repository root
+  fails here. A page reads like a session: later blocks use what earlier ones built.
 - ``bash`` blocks, command by command: ``trainforge ...`` and ``python examples/...`` run (training
   commands capped at a few steps); launches (``torchrun``, ``deepspeed``, ``accelerate launch``)
   are checked: the files they name exist and the script's flags parse. Installation lines
@@ -50,15 +52,17 @@ def pages_with(lang: str) -> list[str]:
     return [page for page in PAGES if any(b[0] == lang for b in code_blocks(page))]
 
 
-def workdir(tmp_path) -> str:
-    """A working directory that looks like the repository root to the docs' relative paths."""
-    for name in ("configs", "examples", "README.md"):
+def workdir(tmp_path, names=("configs", "examples", "README.md")) -> str:
+    """A working directory holding ``names`` of the repository root: what the docs' relative paths name."""
+    for name in names:
         os.symlink(os.path.join(ROOT, name), tmp_path / name)
     return str(tmp_path)
 
 
 def docs_env(tmp_path) -> dict:
-    return {**ENV, "PYTHONPATH": ROOT, "MPLBACKEND": "Agg", "WANDB_MODE": "offline", "TQDM_DISABLE": "1",
+    """The environment of a docs run: the installed package, not the repository root on the path."""
+    path = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p and os.path.abspath(p) != ROOT]
+    return {**ENV, "PYTHONPATH": os.pathsep.join(path), "MPLBACKEND": "Agg", "WANDB_MODE": "offline", "TQDM_DISABLE": "1",
             "HF_HOME": str(tmp_path / "hf_home"), "TRAINFORGE_CACHE": str(tmp_path / "cache")}
 
 
@@ -75,7 +79,7 @@ def test_python_blocks_run(page, tmp_path):
     script.write_text("\n".join(parts))
     env = docs_env(tmp_path)
     (tmp_path / "root").mkdir()
-    cwd = workdir(tmp_path / "root")
+    cwd = workdir(tmp_path / "root", names=("configs",))
     if page == "docs/hub.md":
         from tests.hub_server import HubServer
 

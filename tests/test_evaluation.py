@@ -245,6 +245,22 @@ def test_an_evaluation_short_of_its_metrics_warns_once_per_trainer_and_a_full_on
     assert [r.getMessage() for r in caplog.records if r.levelname == "WARNING"] == []
 
 
+def test_evaluate_returns_the_epoch_it_logged_as_transformers_does(tmp_path):
+    class Seen(TrainerCallback):
+        metrics = None
+
+        def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+            Seen.metrics = dict(metrics)
+
+    trainer = Trainer(RegressionModel(), regression_args(tmp_path, max_steps=3), train_dataset=RegressionDataset(),
+                      callbacks=[Seen()])
+    trainer.train()
+    metrics = trainer.evaluate(RegressionDataset(16))
+    assert metrics["epoch"] == trainer.state.epoch == 0.375  # 3 steps of 8 of 64 samples
+    assert Seen.metrics == metrics
+    assert {**metrics, "step": 3} == trainer.state.log_history[-1]
+
+
 def test_batch_eval_metrics_needs_a_compute_result_parameter(tmp_path):
     with pytest.raises(TypeError, match="batch_eval_metrics=True calls compute_metrics.eval_prediction, "
                                         "compute_result=.... at every batch, but this compute_metrics has no "

@@ -265,7 +265,7 @@ def test_notebook_quickstart_runs_in_a_jupyter_kernel(tmp_path):
     os.environ["NOTEBOOK_OUTPUT_DIR"], os.environ["NOTEBOOK_EPOCHS"] = str(tmp_path / "nb"), "2"
     try:
         client = nbclient.NotebookClient(notebook, timeout=300, kernel_name="python3",
-                                         resources={"metadata": {"path": os.path.join(root, "examples")}})
+                                         resources={"metadata": {"path": str(tmp_path)}})  # any directory
         client.execute()
     finally:
         del os.environ["NOTEBOOK_OUTPUT_DIR"], os.environ["NOTEBOOK_EPOCHS"]
@@ -282,6 +282,8 @@ def test_notebook_quickstart_runs_in_a_jupyter_kernel(tmp_path):
     assert len(alone) == 1 and alone[0].count("<tr>") == 2 and "Validation Loss" in alone[0]
     printed = "".join(o.get("text", "") for o in outputs if o.get("output_type") == "stream")
     assert "eval_accuracy = " in printed
+    errors = "".join(o.get("text", "") for o in outputs if o.get("name") == "stderr")
+    assert "Warning" not in errors, errors  # accelerate's tqdm.auto import: TqdmWarning: IProgress not found
     assert glob.glob(str(tmp_path / "nb" / "checkpoint-*" / "model.safetensors"))
 
 

@@ -24,7 +24,6 @@ import os
 import random
 import re
 import shutil
-import sys
 import tempfile
 
 import numpy as np
@@ -152,7 +151,9 @@ def save_model_files(model: torch.nn.Module, directory: str, processing_class=No
     if not weights:
         logger.info("No weights file in %s: the engine's checkpoint files hold the weights", directory)
     elif hasattr(model, "save_pretrained"):
-        _deepspeed_only_once_imported()
+        from integrations.deepspeed import not_imported_by_save_pretrained
+
+        not_imported_by_save_pretrained()
         model.save_pretrained(directory, safe_serialization=True, state_dict=state_dict)
     elif state_dict is not None:
         from safetensors.torch import save_file
@@ -166,30 +167,6 @@ def save_model_files(model: torch.nn.Module, directory: str, processing_class=No
         processing_class.save_pretrained(directory)
     if args is not None:
         write_json(os.path.join(directory, TRAINING_ARGS_NAME), {**args.to_dict(), "_world_size": args.world_size})
-
-
-def _deepspeed_only_once_imported() -> None:
-    """Keep ``save_pretrained`` from importing DeepSpeed in a run that does not use it.
-
-    transformers' ``save_pretrained`` unwraps the model with accelerate's ``extract_model_from_parallel``,
-    which imports DeepSpeed whenever it is installed, only to test ``isinstance(model, DeepSpeedEngine)``:
-    1 to 3 s and a warning at the first checkpoint of a run that never asked for DeepSpeed. No model can
-    be a ``DeepSpeedEngine`` before ``deepspeed`` is imported, so the availability check it reads is made
-    to say so; once a run has imported DeepSpeed, the check is accelerate's own again.
-    """
-    try:
-        import accelerate.utils.other as other  # imported with accelerate itself, which the runtime uses
-    except ImportError:
-        return
-    available = getattr(other, "is_deepspeed_available", None)
-    if available is None or getattr(available, "_only_once_imported", False):
-        return
-
-    def is_deepspeed_available() -> bool:
-        return "deepspeed" in sys.modules and available()
-
-    is_deepspeed_available._only_once_imported = True
-    other.is_deepspeed_available = is_deepspeed_available
 
 
 def _without_shared(state_dict: dict) -> dict:

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import logging
 import random
+import sys
+import warnings
 
 import numpy as np
 import torch
@@ -26,6 +28,17 @@ logger = logging.getLogger(__name__)
 
 
 LOGGERS = ("trainer", "callbacks", "integrations", "transformers")
+
+
+def _import_accelerate() -> None:
+    """accelerate imports ``tqdm.auto``, which in a Jupyter kernel without ipywidgets warns ("TqdmWarning:
+    IProgress not found") although nothing of ours draws a tqdm widget: the notebook display is HTML
+    (``NotebookProgressCallback``). The first import is made with that warning silenced."""
+    if "accelerate" in sys.modules:
+        return
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="IProgress not found")
+        import accelerate  # noqa: F401
 
 
 def _ddp_handlers(args, backend: str | None = None) -> list:
@@ -87,6 +100,7 @@ class Runtime:
     """The Accelerator and the per-step functions derived from the arguments."""
 
     def __init__(self, args):
+        _import_accelerate()
         from accelerate import Accelerator
         from accelerate.state import AcceleratorState
 

@@ -2,7 +2,7 @@
 
 The config holds TrainingArguments fields plus two keys of its own:
 
-- ``task: module:function`` (e.g. ``examples.quickstart:build``) names a builder returning a dict of
+- ``task: module:function`` (e.g. ``trainer.demo:build``) names a builder returning a dict of
   Trainer keyword arguments: ``model`` (or ``model_init``), ``train_dataset``, ``eval_dataset``,
   ``compute_metrics``, ``data_collator``, ``processing_class``, ``callbacks``...;
 - ``task_args`` (optional): keyword arguments of the builder.
@@ -27,7 +27,7 @@ def load_builder(spec: str):
     """The function named by ``module:function`` (the working directory is importable)."""
     module_name, sep, func_name = spec.partition(":")
     if not sep or not module_name or not func_name:
-        raise ConfigError(f"task={spec!r} must be 'module:function', e.g. 'examples.quickstart:build'")
+        raise ConfigError(f"task={spec!r} must be 'module:function', e.g. 'trainer.demo:build'")
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
     try:

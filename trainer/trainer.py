@@ -553,6 +553,8 @@ class Trainer:
         output, metrics = self._measured_loop(self.get_eval_dataloader(eval_dataset), "Evaluation", ignore_keys,
                                               metric_key_prefix)
         self.log(metrics)
+        if self.state.epoch is not None:  # returned with the metrics, as transformers' evaluate() does
+            metrics["epoch"] = self.state.epoch
         self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics=metrics)
         return metrics
 

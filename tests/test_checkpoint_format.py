@@ -11,12 +11,12 @@ import shutil
 import torch
 
 from tests.data.make_checkpoint_fixture import FIXTURE, fixture_args
-from tests.fixtures import RegressionDataset, RegressionDropoutModel
+from tests.fixtures import RegressionDataset, RegressionModel
 from trainer import Trainer
 
 
 def train(output_dir, resume=None) -> Trainer:
-    trainer = Trainer(model_init=RegressionDropoutModel, args=fixture_args(str(output_dir)),
+    trainer = Trainer(model_init=RegressionModel, args=fixture_args(str(output_dir)),
                       train_dataset=RegressionDataset(64))
     trainer.train(resume_from_checkpoint=resume)
     return trainer

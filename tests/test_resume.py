@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import pickle
+import random
 import re
 
 import numpy as np
@@ -43,6 +44,16 @@ class GlobalRngAugmented(RegressionDataset):
     def __getitem__(self, i):
         sample = super().__getitem__(i)
         sample["input_x"] = np.float32(sample["input_x"] + 0.1 * torch.randn(()).item())
+        return sample
+
+
+class EveryGlobalRngAugmented(RegressionDataset):
+    """Augmentation the common way: torch's, python's and numpy's global generators, in any process."""
+
+    def __getitem__(self, i):
+        sample = super().__getitem__(i)
+        noise = 0.1 * torch.randn(()).item() + 0.05 * random.random() + 0.05 * np.random.rand()
+        sample["input_x"] = np.float32(sample["input_x"] + noise)
         return sample
 
 
@@ -111,6 +122,20 @@ def test_resume_parity_with_global_rng_augmentation(tmp_path):
 
 def test_resume_parity_with_two_workers(tmp_path):
     assert_resume_parity(tmp_path, 6, dataset=SeededAugmented(64), dataloader_num_workers=2)
+
+
+def test_global_rng_augmentation_gives_the_same_weights_with_0_1_2_workers_and_resumes_exactly(tmp_path):
+    dataset = EveryGlobalRngAugmented(64)
+    weights = {}
+    for workers in (0, 1, 2):
+        trainer = _trainer(tmp_path / f"w{workers}", RegressionDropoutModel, dataset, [],
+                           dataloader_num_workers=workers)
+        trainer.train()
+        weights[workers] = trainer.model.state_dict()
+    for name, value in weights[0].items():
+        assert torch.equal(value, weights[1][name]) and torch.equal(value, weights[2][name]), name
+    # cut at step 20 (in the third epoch) with two workers, resumed with two workers: the same weights
+    assert_resume_parity(tmp_path / "cut", 20, dataset=dataset, dataloader_num_workers=2)
 
 
 def test_resume_parity_with_evaluation_and_scheduler(tmp_path):

@@ -443,12 +443,16 @@ def test_log_level_sets_package_loggers(tmp_path):
             logging.getLogger(name).setLevel(level)
 
 
-def test_dataloader_workers_give_identical_training(tmp_path):
+def test_dataloader_workers_give_identical_training_and_are_stopped_when_it_ends(tmp_path):
+    import multiprocessing
+
     base = params(train_regression(tmp_path / "w0", dataloader_num_workers=0).model)
-    workers = params(train_regression(tmp_path / "w2", dataloader_num_workers=2,
-                                      dataloader_persistent_workers=True).model)
+    trainer = train_regression(tmp_path / "w2", dataloader_num_workers=2, dataloader_persistent_workers=True)
+    workers = params(trainer.model)
     for key in base:
         assert torch.equal(base[key], workers[key]), key
+    # the loader's worker processes end with train(), not when the collector frees the loader (5 s each)
+    assert multiprocessing.active_children() == []
 
 
 def test_dataloader_drop_last(tmp_path):

@@ -19,6 +19,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset, Sampler
 
+from .rng_streams import SeededBatch, data_key
+
 logger = logging.getLogger(__name__)
 # torchdata 0.11 calls a deprecated torch API at every iterator creation
 warnings.filterwarnings("ignore", message="'set_vital' is deprecated")
@@ -168,7 +170,14 @@ class EpochBatchSampler:
         batches = [order[i : i + size] for i in range(self._offset * size, stop, size)]
         self._iter_len = len(batches)
         self._iter = iter(batches)
-        return self._iter
+        return self._seeded(self._iter, self._offset)
+
+    def _seeded(self, batches, position: int):
+        """Each batch as a ``SeededBatch`` keyed by ``(seed, epoch, position, rank)`` (``rng_streams.py``)."""
+        sampler = self.sampler
+        for batch in batches:
+            yield SeededBatch(batch, data_key(sampler.seed, sampler.epoch, position, sampler.rank))
+            position += 1
 
     def __len__(self) -> int:
         n = len(self.sampler)
@@ -336,8 +345,8 @@ def sample_generator(seed: int, epoch: int, index: int) -> torch.Generator:
     """A generator for one sample's random augmentation, seeded from ``(seed, epoch, index)``.
 
     Randomness drawn from it is the same whichever process or worker loads the sample and
-    whenever it is loaded, so augmentation stays exact across resumes and for any
-    ``dataloader_num_workers`` (workers' own RNG is re-seeded on resume and cannot be restored).
+    whenever it is loaded, and does not depend on the batch size: for a dataset that keeps its own
+    generators (the global ones are seeded per batch, ``rng_streams.py``), or an IterableDataset.
     The Trainer calls ``dataset.set_epoch(epoch)`` before each epoch when the dataset has it.
     """
     g = torch.Generator()
@@ -443,6 +452,19 @@ def check_dataset(dataset, argument: str) -> None:
             f"({argument}=loader.dataset) with {size}=loader.batch_size and Trainer(data_collator=loader.collate_fn), "
             f"or override Trainer.{getter} to return your loader"
         )
+
+
+def close_workers(dataloader) -> None:
+    """Stop the worker processes of the dataloader's iterator now, at the end of ``train()``.
+
+    torchdata's StatefulDataLoader keeps its last iterator; left to the garbage collector, its workers are
+    shut down with the loader in one cycle, in an order where they miss the stop message and each is
+    waited for 5 s (a 10 s stall with two workers when the Trainer is freed, or at exit)."""
+    iterator = getattr(dataloader, "_iterator", None)
+    shutdown = getattr(iterator, "_shutdown_workers", None)
+    if shutdown is not None:
+        shutdown()
+        dataloader._iterator = None
 
 
 def has_length(dataloader) -> bool:

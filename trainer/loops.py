@@ -24,10 +24,11 @@ from . import checkpoint as ckpt
 from .arguments import resolve_steps
 from .checkpoint import list_checkpoints, restore_rng_state
 from .checkpointing import loop_parts
-from .data import has_length, set_dataloader_epoch
+from .data import close_workers, has_length, set_dataloader_epoch
 from .optim import num_warmup_steps
 from .outputs import TrainOutput
 from .preemption import EvaluationInterrupted, PreemptionHandler
+from .rng_streams import seed_step
 from .speed_memory import speed_metrics
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -278,6 +279,7 @@ class TrainingLoop:
                             inputs = next(iterator, None)
                             if inputs is None:
                                 break
+                        seed_step(args.seed, state.global_step, micro)  # dropout's stream: the batch's own
                         if count_flos:
                             state.total_flos += trainer.floating_point_ops(inputs)
                         if count_tokens:
@@ -334,6 +336,7 @@ class TrainingLoop:
         finally:
             preemption.uninstall()
             trainer._preemption = None
+            close_workers(dataloader)
 
         steps_done = state.global_step - start_step
         self.fold_tokens()

@@ -75,6 +75,12 @@ def _config(tmp: Path, text: str):
     return DataclassArgumentParser(TrainingArguments).parse([str(path)])
 
 
+def _plot(tmp: Path, smooth: float):
+    from trainer.run_files import plot_curves
+
+    return plot_curves([{"step": 1, "loss": 1.0}, {"step": 2, "loss": 0.5}], str(tmp / "curves.png"), smooth=smooth)
+
+
 # -- triggers that need more than one line -------------------------------------------------------
 class _NoLossModel(nn.Module):
     def __init__(self):
@@ -338,6 +344,11 @@ CASES: list[ErrorCase] = [
               lambda tmp: _config(tmp, "num_train_epochs: three\n")),
     ErrorCase("config", "a config that is not valid YAML", ValueError, "is not valid YAML",
               lambda tmp: _config(tmp, "{: broken\n")),
+    ErrorCase("config", "`learning_rate: -1` in a config (a value TrainingArguments refuses)", ValueError,
+              "learning_rate=-1 must be >= 0 (the values of", lambda tmp: _config(tmp, "learning_rate: -1\n")),
+    ErrorCase("config", "`trainforge plot DIR --smooth 1.5`", ValueError,
+              "smooth=1.5 must be in [0, 1): the weight of the past in the moving average",
+              lambda tmp: _plot(tmp, smooth=1.5)),
     # model and data
     ErrorCase("model", "no model and no `model_init`", ValueError, "needs a model or a model_init", _no_model),
     ErrorCase("model", "a forward that returns no loss although labels are in the batch", ValueError,

@@ -265,3 +265,30 @@ def test_epoch_batch_sampler_state_round_trip():
     assert list(b) == full  # the skip applies to one iteration only
     dropped = EpochBatchSampler(EpochSeededSampler(30, seed=4), batch_size=4, drop_last=True)
     assert len(list(dropped)) == len(dropped) == 7
+
+
+def test_the_generators_a_dataset_draws_from_are_found_from_its_first_sample_and_left_as_they_were():
+    import random
+
+    import numpy as np
+
+    from trainer.rng_streams import NUMPY, PYTHON, TORCH, global_streams_used
+
+    class Draws(torch.utils.data.Dataset):
+        def __init__(self, draw):
+            self.draw = draw
+
+        def __len__(self):
+            return 4
+
+        def __getitem__(self, i):
+            return {"x": self.draw()}
+
+    before = (torch.get_rng_state(), random.getstate(), np.random.get_state()[1].copy())
+    assert global_streams_used(Draws(lambda: 1.0)) == 0
+    assert global_streams_used(Draws(lambda: torch.rand(()))) == TORCH
+    assert global_streams_used(Draws(lambda: random.random())) == PYTHON
+    assert global_streams_used(Draws(lambda: np.random.rand())) == NUMPY
+    assert global_streams_used(Draws(lambda: 1 / 0)) == TORCH | PYTHON | NUMPY  # a failing fetch: seed them all
+    assert torch.equal(torch.get_rng_state(), before[0]) and random.getstate() == before[1]
+    assert np.array_equal(np.random.get_state()[1], before[2])

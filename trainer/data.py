@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset, Sampler
 
-from .rng_streams import SeededBatch, data_key
+from .rng_streams import ALL, SeededBatch, data_key, global_streams_used
 
 logger = logging.getLogger(__name__)
 # torchdata 0.11 calls a deprecated torch API at every iterator creation
@@ -154,6 +154,7 @@ class EpochBatchSampler:
         self.batch_size = batch_size
         self.drop_last = drop_last
         self._skip = 0  # batches to skip at the next iteration (set by load_state_dict)
+        self.streams = ALL  # the global generators the main process seeds per batch (rng_streams.py)
         self._offset = 0
         self._iter = None
         self._iter_len = 0
@@ -176,7 +177,7 @@ class EpochBatchSampler:
         """Each batch as a ``SeededBatch`` keyed by ``(seed, epoch, position, rank)`` (``rng_streams.py``)."""
         sampler = self.sampler
         for batch in batches:
-            yield SeededBatch(batch, data_key(sampler.seed, sampler.epoch, position, sampler.rank))
+            yield SeededBatch(batch, data_key(sampler.seed, sampler.epoch, position, sampler.rank), self.streams)
             position += 1
 
     def __len__(self) -> int:
@@ -416,6 +417,8 @@ def build_dataloader(
         else:
             sampler = EpochSeededSampler(len(dataset), epoch_seed, num_replicas=num_replicas, rank=rank)
         batches = EpochBatchSampler(sampler, batch_size, common.pop("drop_last"))
+        if not common["num_workers"] and len(dataset):  # the main process fetches: seed what the data draws from
+            batches.streams = global_streams_used(dataset)
         del common["batch_size"]
         return _tag(loader_class(dataset, batch_sampler=batches, **common), epoch_seed)
     if num_replicas > 1:

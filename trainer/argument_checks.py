@@ -11,6 +11,8 @@ import math
 import numbers
 import os
 import socket
+import types
+import typing
 from datetime import datetime
 
 from callbacks.strategies import IntervalStrategy, SaveStrategy
@@ -39,6 +41,8 @@ def normalize_arguments(args) -> None:
         args.eval_strategy = args.evaluation_strategy
         args.evaluation_strategy = None
     args.output_dir = os.fspath(args.output_dir)
+    if args.debug is None:  # transformers' HfArgumentParser gives a list field without a default factory None
+        args.debug = ""
     check_field_types(args)
     for name, enum in (
         ("eval_strategy", IntervalStrategy),
@@ -49,8 +53,13 @@ def normalize_arguments(args) -> None:
         if value not in enum.values():
             raise ValueError(f"{name}={value!r} is not valid; choose from {enum.values()}")
         setattr(args, name, enum(value))
-    for name in ("lr_scheduler_kwargs", "gradient_checkpointing_kwargs"):
+    if args.train_sampling_strategy == "group_by_length" or args.group_by_length:  # transformers 5's name, and ours
+        args.group_by_length, args.train_sampling_strategy = True, "group_by_length"
+    for name in ("lr_scheduler_kwargs", "gradient_checkpointing_kwargs", "accelerator_config"):
         value = getattr(args, name)
+        if isinstance(value, str) and name == "accelerator_config" and not value.lstrip().startswith("{"):
+            with open(value, encoding="utf-8") as f:  # transformers takes a JSON file's path too
+                value = f.read()
         if isinstance(value, str):
             try:
                 setattr(args, name, json.loads(value))
@@ -195,6 +204,40 @@ def check_arguments(args) -> None:
             )
     validate_parallel_arguments(args)  # one engine at most, then the engine's own rules
     resolve_report_to(args.report_to)
+    _check_not_supported(args)
+
+
+# transformers' fields whose feature is not here: left at their defaults they are fine, set they are refused
+NOT_SUPPORTED = {
+    "parallelism_config": "accelerate's tensor/context parallelism is not supported; shard with fsdp, deepspeed or "
+                          "DDP",
+    "activation_checkpointing": "use gradient_checkpointing=True, which recomputes activations under every engine",
+    "activation_checkpointing_kwargs": "use gradient_checkpointing=True with gradient_checkpointing_kwargs",
+    "use_liger_kernel": "Liger kernels are not integrated",
+    "liger_kernel_config": "Liger kernels are not integrated",
+    "eval_use_gather_object": "only tensor predictions are gathered across processes",
+    "debug": "transformers' debug options are not supported; nonfinite_loss='stop' stops at the first nan/inf loss",
+    "neftune_noise_alpha": "NEFTune is not supported yet",
+    "optim_target_modules": "the GaLore/APOLLO optimizers it is for are not available",
+}
+# accelerator_config keys and the value trainforge works with (it builds its own dataloaders and sharding)
+ACCELERATOR_DEFAULTS = {"split_batches": False, "dispatch_batches": None, "even_batches": True,
+                        "use_seedable_sampler": True, "non_blocking": False, "gradient_accumulation_kwargs": None,
+                        "use_configured_state": False}
+
+
+def _check_not_supported(args) -> None:
+    for name, why in NOT_SUPPORTED.items():
+        value = getattr(args, name)
+        if value not in (None, False, "", [], {}):
+            raise ValueError(f"{name}={value!r} is not supported by trainforge: {why}; unset it")
+    config = args.accelerator_config or {}
+    if not isinstance(config, dict):
+        raise ValueError(f"accelerator_config={config!r} must be a dict or a JSON file of one")
+    changed = {k: v for k, v in config.items() if ACCELERATOR_DEFAULTS.get(k, object()) != v}
+    if changed:
+        raise ValueError(f"accelerator_config: {changed} is not supported by trainforge, which builds its own "
+                         f"dataloaders and sharding; it works as {ACCELERATOR_DEFAULTS} (leave those keys out)")
 
 
 def _check_positive_int(args, *names: str) -> None:
@@ -212,16 +255,32 @@ _FIELD_KINDS: dict[type, dict[str, list[str]]] = {}
 
 
 def _field_kinds(cls) -> dict[str, list[str]]:
-    """``{field: ['int', 'None']}`` from the fields' annotations; fields with other annotations are left out."""
+    """``{field: ['int', 'None']}`` from the class's annotations (not ``Field.type``, which a parser such as
+    transformers' ``HfArgumentParser`` rewrites in place); fields with other annotations are left out."""
     kinds = _FIELD_KINDS.get(cls)
     if kinds is None:
         kinds = {}
+        try:
+            hints = typing.get_type_hints(cls)
+        except Exception:  # an annotation that does not resolve: that field is not type-checked
+            hints = {f.name: f.type for f in dataclasses.fields(cls)}
         for f in dataclasses.fields(cls):
-            parts = [p.strip() for p in str(f.type).split("|")]
+            hint = hints[f.name]
+            members = typing.get_args(hint) if isinstance(hint, types.UnionType) or \
+                typing.get_origin(hint) is typing.Union else (hint,)
+            parts = [_kind_of(m) for m in members]
             if f.init and all(p in _KINDS for p in parts):
                 kinds[f.name] = parts
         _FIELD_KINDS[cls] = kinds
     return kinds
+
+
+def _kind_of(hint) -> str | None:
+    if hint is type(None):
+        return "None"
+    if typing.get_origin(hint) is list:
+        return "list[str]" if typing.get_args(hint) == (str,) else None
+    return hint.__name__ if hint in (bool, int, float, str, list, dict) else None
 
 
 def check_field_types(args) -> None:

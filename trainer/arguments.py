@@ -20,6 +20,7 @@ from typing import Any
 
 from callbacks.strategies import IntervalStrategy, SaveStrategy
 
+from .argument_api import ArgumentsApi
 from .argument_checks import (
     check_arguments,
     normalize_arguments,
@@ -37,14 +38,15 @@ from .argument_sections.run import RunArguments
 
 @dataclass
 class TrainingArguments(
-    HubArguments, DataArguments, DeviceArguments, CheckpointArguments, LoggingArguments, EvaluationArguments,
+    ArgumentsApi, HubArguments, DataArguments, DeviceArguments, CheckpointArguments, LoggingArguments, EvaluationArguments,
     OptimizationArguments, RunArguments,
 ):
     """Arguments of a training run. Names and defaults follow the Hugging Face Trainer's.
 
     One flat dataclass: its fields are declared by section in ``trainer/argument_sections/`` (the bases are
     listed last section first, since a dataclass takes its bases' fields in reverse order; ``output_dir``
-    stays the first field, as positional construction expects).
+    stays the first field, as positional construction expects). ``ArgumentsApi`` (``argument_api.py``) adds
+    transformers' properties and methods beyond the fields.
     """
 
     # ------------------------------------------------------------------------------------
@@ -92,10 +94,6 @@ class TrainingArguments(
     def n_gpu(self) -> int:
         """GPUs this process uses: 1 with CUDA (one device per process), else 0."""
         return 0 if self.device.type == "cpu" else 1
-
-    @property
-    def should_log(self) -> bool:
-        return self.process_index == 0
 
     @property
     def mixed_precision(self) -> str:

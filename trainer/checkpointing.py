@@ -382,7 +382,8 @@ class TrainerStatePart(Part):
         state = trainer.state
         for name in self.RESTORED:
             setattr(state, name, getattr(saved, name))
-        restore_callback_states(dict(saved.stateful_callbacks), trainer.callback_handler.callbacks, trainer.control)
+        callbacks = trainer.callback_handler.callbacks if trainer.args.restore_callback_states_from_checkpoint else []
+        restore_callback_states(dict(saved.stateful_callbacks), callbacks, trainer.control)
         trainer.control._new_training()
         trainer.control._new_step()
 

@@ -399,6 +399,10 @@ def build_dataloader(
         "persistent_workers": args.dataloader_persistent_workers,
         "drop_last": args.dataloader_drop_last and train,
     }
+    if args.dataloader_num_workers:  # options of the worker processes
+        common["prefetch_factor"] = args.dataloader_prefetch_factor
+        common["multiprocessing_context"] = args.dataloader_multiprocessing_context
+        common["in_order"] = args.dataloader_in_order
     loader_class = DataLoader
     generator = torch.Generator()
     generator.manual_seed(epoch_seed)
@@ -415,7 +419,8 @@ def build_dataloader(
             lengths = sample_lengths(dataset, args.length_column_name)
             sampler = LengthGroupedSampler(lengths, batch_size, epoch_seed, num_replicas, rank)
         else:
-            sampler = EpochSeededSampler(len(dataset), epoch_seed, num_replicas=num_replicas, rank=rank)
+            sampler = EpochSeededSampler(len(dataset), epoch_seed, shuffle=args.train_sampling_strategy != "sequential",
+                                         num_replicas=num_replicas, rank=rank)
         batches = EpochBatchSampler(sampler, batch_size, common.pop("drop_last"))
         if not common["num_workers"] and len(dataset):  # the main process fetches: seed what the data draws from
             batches.streams = global_streams_used(dataset)

@@ -233,6 +233,7 @@ class TrainingLoop:
         self.nonfinite_steps = 0
         count_flos = trainer._counts_flos()
         count_tokens = self.counts_tokens
+        empty_cache_every = args.torch_empty_cache_steps if torch.cuda.is_available() else None
         self.tokens_pending = 0  # this process's input tokens since the last fold into state (int or tensor)
         preemption = PreemptionHandler(args.save_on_interrupt)
         self.dataloader = dataloader
@@ -308,6 +309,8 @@ class TrainingLoop:
                         optimizer.zero_grad(set_to_none=True)
                     update += 1
                     state.global_step += 1
+                    if empty_cache_every and state.global_step % empty_cache_every == 0:
+                        torch.cuda.empty_cache()
                     # an iterable dataset's length is unknown: its epoch counts completed passes
                     state.epoch = epoch + update / self.updates_per_epoch if self.updates_per_epoch else float(epoch)
                     control = fire("on_step_end")
@@ -503,6 +506,9 @@ def run_training(trainer: Trainer, batch_size: int) -> TrainOutput:
         trainer._search.mark_state(trainer.state)
     trainer.control = TrainerControl()
     trainer.last_saved_step = None
+    config = getattr(trainer.model, "config", None)
+    if config is not None and hasattr(config, "use_cache"):  # as transformers does: no key-value cache in training
+        config.use_cache = args.use_cache
     if args.gradient_checkpointing:
         kwargs = args.gradient_checkpointing_kwargs or {"use_reentrant": False}
         if hasattr(trainer.model, "activation_checkpointing_enable"):  # transformers >= 5's name

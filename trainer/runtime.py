@@ -54,6 +54,8 @@ def _ddp_handlers(args, backend: str | None = None) -> list:
         ddp["bucket_cap_mb"] = args.ddp_bucket_cap_mb
     if args.ddp_broadcast_buffers is not None:
         ddp["broadcast_buffers"] = args.ddp_broadcast_buffers
+    if args.ddp_static_graph is not None:
+        ddp["static_graph"] = args.ddp_static_graph
     group = {"timeout": timedelta(seconds=args.ddp_timeout)}
     if args.ddp_backend is not None or backend is not None:
         group["backend"] = args.ddp_backend or backend

@@ -59,3 +59,13 @@ class CheckpointArguments:
         default=False,
         metadata=_help("When resuming, start the data from the beginning instead of the saved position."),
     )
+    restore_callback_states_from_checkpoint: bool = field(
+        default=True,
+        metadata=_help("Restore the states of the stateful callbacks (EarlyStoppingCallback's patience...) when "
+                       "resuming. True here (exact resume); transformers' default is False."),
+    )
+    enable_jit_checkpoint: bool = field(
+        default=False,
+        metadata=_help("transformers' checkpoint on SIGTERM. trainforge always saves on SIGTERM (see "
+                       "save_on_interrupt for Ctrl-C), so this changes nothing."),
+    )

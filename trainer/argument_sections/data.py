@@ -37,3 +37,22 @@ class DataArguments:
     length_column_name: str = field(
         default="length", metadata=_help("Dataset column with precomputed lengths for group_by_length.")
     )
+    train_sampling_strategy: str = field(
+        default="random",
+        metadata=_help("Order of the training samples: 'random' (shuffled per epoch from the data seed), "
+                       "'sequential' (dataset order), or 'group_by_length' (as group_by_length=True).",
+                       choices=["random", "sequential", "group_by_length"]),
+    )
+    dataloader_prefetch_factor: int | None = field(
+        default=None, metadata=_help("Batches each dataloader worker loads ahead (needs dataloader_num_workers > 0).")
+    )
+    dataloader_multiprocessing_context: str | None = field(
+        default=None,
+        metadata=_help("Start method of the dataloader workers: 'fork', 'spawn' or 'forkserver'; default torch's.",
+                       choices=["fork", "spawn", "forkserver"]),
+    )
+    dataloader_in_order: bool = field(
+        default=True,
+        metadata=_help("Yield batches in the order they were dispatched to the workers (False: as soon as ready; "
+                       "the order then depends on timing, so a run is not reproducible)."),
+    )

@@ -40,24 +40,62 @@ class DeviceArguments:
     ddp_broadcast_buffers: bool | None = field(
         default=None, metadata=_help("DistributedDataParallel broadcast_buffers (BatchNorm statistics); default True.")
     )
-    deepspeed: str | dict | None = field(
+    deepspeed: dict | str | None = field(
         default=None,
         metadata=_help("DeepSpeed ZeRO: a JSON config file path or a dict; \"auto\" values are filled from these "
                        "arguments (see integrations/deepspeed.py and configs/ds_zero*.json)."),
     )
-    sharded_ddp: str | list | None = field(
+    sharded_ddp: list | str | None = field(
         default=None,
         metadata=_help("FairScale sharded DDP: 'simple' (OSS optimizer + ShardedDataParallel; CPU or GPU). "
                        "'zero_dp_2', 'zero_dp_3', 'offload' are FairScale's FSDP and need CUDA. FairScale is "
                        "archived: prefer fsdp='full_shard'."),
     )
-    fsdp: str | list | None = field(
+    fsdp: list | str | None = field(
         default=None,
         metadata=_help("torch FSDP2: 'full_shard' or 'shard_grad_op', optionally with 'offload' "
                        "(e.g. 'full_shard offload')."),
     )
-    fsdp_config: str | dict | None = field(
+    fsdp_config: dict | str | None = field(
         default=None,
         metadata=_help("FSDP options as a dict or JSON file: transformer_layer_cls_to_wrap, min_num_params, "
                        "state_dict_type ('full' or 'sharded'), reshard_after_forward."),
+    )
+    ddp_static_graph: bool | None = field(
+        default=None, metadata=_help("DistributedDataParallel static_graph; default torch's (False).")
+    )
+    accelerator_config: dict | str | None = field(
+        default=None,
+        metadata=_help("transformers' options for its accelerate integration (a dict or a JSON file). trainforge "
+                       "builds its own dataloaders and sharding, so only the defaults are accepted; a value that "
+                       "would change them is refused, naming it."),
+    )
+    parallelism_config: str | None = field(
+        default=None,
+        metadata=_help("accelerate's ParallelismConfig (tensor/context parallel): not supported here, where one "
+                       "engine (DDP, DeepSpeed, FSDP2, FairScale) shards a run; setting it is refused."),
+    )
+    activation_checkpointing: bool | None = field(
+        default=None,
+        metadata=_help("transformers' activation checkpointing for FSDP: not supported yet; use "
+                       "gradient_checkpointing=True, which recomputes activations under every engine."),
+    )
+    activation_checkpointing_kwargs: dict | str | None = field(
+        default=None, metadata=_help("Keyword arguments of activation_checkpointing (not supported yet).")
+    )
+    use_liger_kernel: bool = field(
+        default=False, metadata=_help("Liger kernels (Triton, CUDA only): not integrated; setting it is refused.")
+    )
+    liger_kernel_config: dict | None = field(
+        default=None, metadata=_help("Options of the Liger kernels (not integrated; setting it is refused).")
+    )
+    eval_use_gather_object: bool = field(
+        default=False,
+        metadata=_help("Gather non-tensor predictions across processes: not supported; predictions must be "
+                       "tensors (setting it is refused)."),
+    )
+    debug: str | list[str] = field(
+        default="",
+        metadata=_help("transformers' debug options ('underflow_overflow', 'tpu_metrics_debug'): not supported; "
+                       "set nonfinite_loss='stop' to stop at the first nan/inf loss."),
     )

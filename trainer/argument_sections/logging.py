@@ -58,9 +58,17 @@ class LoggingArguments:
         default=None,
         metadata=_help("Print logs instead of showing progress bars; default: True when log level is above warning."),
     )
-    report_to: str | list[str] | None = field(
+    report_to: None | str | list[str] = field(
         default="none", metadata=_help("Logging backends: 'none', 'all', a name or a list of names.")
     )
     skip_memory_metrics: bool = field(
         default=True, metadata=_help("Skip the *_mem_* memory metrics (they cost a sampling thread).")
+    )
+    project: str = field(
+        default="huggingface", metadata=_help("Project name for Trackio (not integrated here: kept for scripts).")
+    )
+    trackio_space_id: str | None = field(default=None, metadata=_help("Trackio Space id (Trackio is not integrated)."))
+    trackio_bucket_id: str | None = field(default=None, metadata=_help("Trackio bucket id (Trackio is not integrated)."))
+    trackio_static_space_id: str | None = field(
+        default=None, metadata=_help("Trackio static Space id (Trackio is not integrated).")
     )

@@ -79,3 +79,26 @@ class OptimizationArguments:
         default=False,
         metadata=_help("On an out-of-memory error, halve the batch size and retry (accelerate's finder)."),
     )
+    average_tokens_across_devices: bool = field(
+        default=True,
+        metadata=_help("transformers averages the loss over the label tokens of all processes; trainforge does "
+                       "not count tokens yet (the loss is each micro-batch's mean), whatever this says."),
+    )
+    neftune_noise_alpha: float | None = field(
+        default=None, metadata=_help("NEFTune embedding noise: not supported yet; setting it is refused.")
+    )
+    optim_target_modules: None | str | list[str] = field(
+        default=None,
+        metadata=_help("Modules GaLore/APOLLO optimizers target: those optimizers are not available here; setting it "
+                       "is refused."),
+    )
+    torch_empty_cache_steps: int | None = field(
+        default=None,
+        metadata=_help("Every this many steps, release the cached GPU memory (torch.cuda.empty_cache()); no effect "
+                       "without CUDA."),
+    )
+    use_cache: bool = field(
+        default=False,
+        metadata=_help("Set the model's config.use_cache to this when training starts (transformers models keep "
+                       "no key-value cache in training)."),
+    )

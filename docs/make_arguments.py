@@ -37,7 +37,9 @@ Everything above, plus:
 def sections() -> str:
     """One table per section of the fields (``trainer/argument_sections/``), in the dataclass's order."""
     parts = []
-    for section in reversed(TrainingArguments.__bases__):
+    import dataclasses
+
+    for section in reversed([b for b in TrainingArguments.__bases__ if dataclasses.is_dataclass(b)]):
         title = section.__doc__.split(":")[0].split(".")[0].strip()
         parts.append(f"### {title}\n\n" + arguments_markdown(TrainingArguments, only=section))
     return "\n".join(parts)

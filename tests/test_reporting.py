@@ -46,7 +46,8 @@ def test_report_to_names_are_checked(tmp_path):
     with pytest.raises(ValueError, match=r"report_to=\['tensorbord'\]: unknown backend\(s\) \['tensorbord'\]; "
                                          "choose from: none, all, tensorboard, wandb, mlflow"):
         regression_args(tmp_path, report_to=["tensorbord"])
-    assert regression_args(tmp_path).report_to == "none"  # the default: no surprise logins
+    assert regression_args(tmp_path).report_to == []  # the default "none": no surprise logins
+    assert regression_args(tmp_path, report_to="tensorboard,mlflow").report_to == ["tensorboard", "mlflow"]
 
 
 def test_report_to_a_backend_not_installed_says_what_to_install(tmp_path, monkeypatch):

@@ -72,6 +72,7 @@ def normalize_arguments(args) -> None:
         args.include_for_metrics.append("inputs")
     if isinstance(args.report_to, str) and "," in args.report_to:
         args.report_to = [s.strip() for s in args.report_to.split(",")]
+    args.report_to = resolve_report_to(args.report_to)  # a list of backend names, as transformers keeps it
     if args.eval_strategy != IntervalStrategy.NO:
         args.do_eval = True
     if args.eval_strategy == IntervalStrategy.STEPS and args.eval_steps is None:

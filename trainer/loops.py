@@ -240,6 +240,7 @@ class TrainingLoop:
         if self.last_logged_step is None:
             self.last_logged_step = state.global_step
         self.grad_norm = None
+        self.step_lr = None
         self.preempted = False
         first_epoch, update = self.start_position()
         start_step = state.global_step
@@ -304,6 +305,7 @@ class TrainingLoop:
                         fire("on_pre_optimizer_step")
                         optimizer.step()
                         fire("on_optimizer_step")
+                        self.step_lr = optimizer.param_groups[0]["lr"]  # the rate this step used, as logged
                         if step_scheduler and not (check_skipped and optimizer.step_was_skipped):
                             scheduler.step()
                         optimizer.zero_grad(set_to_none=True)
@@ -456,7 +458,8 @@ class TrainingLoop:
         self.window.warn_once(values[1])
         if self.grad_norm is not None:
             logs["grad_norm"] = values[2]
-        logs["learning_rate"] = trainer.current_learning_rate()
+        # the rate the logged steps used (the last one's), as transformers logs it, not the next step's
+        logs["learning_rate"] = float(self.step_lr) if self.step_lr is not None else trainer.current_learning_rate()
         if self.counts_tokens:
             logs["num_input_tokens_seen"] = state.num_input_tokens_seen
         self.last_logged_step = state.global_step

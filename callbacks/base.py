@@ -91,7 +91,7 @@ class TrainerState:
     micro-batches. ``epoch`` is fractional during training (2.5 = half-way through the third).
     """
 
-    epoch: float | None = None
+    epoch: float | None = 0
     global_step: int = 0
     max_steps: int = 0
     logging_steps: int = 500
@@ -111,6 +111,16 @@ class TrainerState:
     trial_name: str | None = None
     trial_params: dict[str, Any] | None = None
     stateful_callbacks: dict[str, Any] = field(default_factory=dict)
+
+    def compute_steps(self, args, max_steps: int) -> None:
+        """``logging_steps``, ``eval_steps`` and ``save_steps`` from ``args`` for a run of ``max_steps``: a
+        value below 1 is that fraction of the run (rounded up), as transformers computes them."""
+        import math
+
+        for name in ("logging", "eval", "save"):
+            value = getattr(args, f"{name}_steps")
+            if value is not None:
+                setattr(self, f"{name}_steps", math.ceil(max_steps * value) if value < 1 else int(value))
 
     def to_json_string(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True) + "\n"

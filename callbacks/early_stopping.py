@@ -59,16 +59,22 @@ class EarlyStoppingCallback(TrainerCallback, ExportableState):
                 sorted(metrics or {}),
             )
             return
+        self.check_metric_value(args, state, control, value)
+        if self.early_stopping_patience_counter >= self.early_stopping_patience:
+            control.should_training_stop = True
+
+    def check_metric_value(self, args, state, control, metric_value) -> None:
+        """Count an evaluation without improvement, or reset the count on one that improves (transformers'
+        name; the best value compared with is this callback's own, kept in its checkpointed state)."""
         operator = np.greater if args.greater_is_better else np.less
         if self.best_metric is None or (
-            operator(value, self.best_metric) and abs(value - self.best_metric) > self.early_stopping_threshold
+            operator(metric_value, self.best_metric)
+            and abs(metric_value - self.best_metric) > self.early_stopping_threshold
         ):
-            self.best_metric = float(value)
+            self.best_metric = float(metric_value)
             self.early_stopping_patience_counter = 0
         else:
             self.early_stopping_patience_counter += 1
-        if self.early_stopping_patience_counter >= self.early_stopping_patience:
-            control.should_training_stop = True
 
     def state(self) -> dict:
         return {

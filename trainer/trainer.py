@@ -56,6 +56,7 @@ from .resume import prepare_output_dir, resolve_checkpoint, saved_train_batch_si
 from .runtime import Runtime, configure_logging, set_seed
 from .search import run_search
 from .speed_memory import MemoryTracker, speed_metrics
+from .trainer_api import TrainerApi
 
 logger = logging.getLogger(__name__)
 
@@ -65,7 +66,7 @@ def _accepts_kwarg(fn, name: str) -> bool:
     return name in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
 
 
-class Trainer:
+class Trainer(TrainerApi):
     """Train, evaluate and predict with a PyTorch model.
 
     Args:

@@ -1,0 +1,78 @@
+"""transformers' Trainer helpers on ours give what they give on transformers' Trainer, side by side."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+transformers = pytest.importorskip("transformers")
+
+from tests.fixtures import RegressionDataset, regression_args  # noqa: E402
+from trainer import EarlyStoppingCallback, Trainer, TrainerControl, TrainerState, TrainingArguments  # noqa: E402
+
+
+def tiny_bert():
+    config = transformers.BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                                     intermediate_size=32, num_labels=2)
+    torch.manual_seed(0)
+    return transformers.BertForSequenceClassification(config)
+
+
+@pytest.fixture
+def pair(tmp_path):
+    model = tiny_bert()
+    values = dict(per_device_train_batch_size=8, gradient_accumulation_steps=2, weight_decay=0.1,
+                  learning_rate=1e-3, report_to="none")
+    ours = Trainer(model, TrainingArguments(str(tmp_path / "ours"), **values))
+    theirs = transformers.Trainer(model, transformers.TrainingArguments(str(tmp_path / "theirs"), use_cpu=True,
+                                                                        optim="adamw_torch", **values))
+    return ours, theirs
+
+
+def test_parameters_groups_and_rates(pair):
+    ours, theirs = pair
+    assert ours.get_decay_parameter_names(ours.model) == theirs.get_decay_parameter_names(theirs.model)
+    assert ours.get_num_trainable_parameters() == theirs.get_num_trainable_parameters()
+    ours.create_optimizer()
+    theirs.create_optimizer()
+    assert ours.get_learning_rates() == theirs.get_learning_rates() == [1e-3, 1e-3]
+    bias, weight = (dict(ours.model.named_parameters())[n] for n in ("classifier.bias", "classifier.weight"))
+    assert ours.get_optimizer_group(bias)["weight_decay"] == ours.get_optimizer_group("classifier.bias")[
+        "weight_decay"] == 0.0
+    assert ours.get_optimizer_group(weight)["weight_decay"] == 0.1
+    # transformers looks the parameter up with `in`, comparing tensors by value: it fails (docs/compat.md)
+    with pytest.raises(RuntimeError, match="must match the size"):
+        theirs.get_optimizer_group(dict(theirs.model.named_parameters())["classifier.bias"])
+    assert len(ours.get_optimizer_group()) == len(theirs.get_optimizer_group()) == 2
+    cls, kwargs = Trainer.get_optimizer_cls_and_kwargs(ours.args)
+    assert cls is torch.optim.AdamW and kwargs["lr"] == 1e-3 and kwargs["betas"] == (0.9, 0.999)
+    assert ours.get_total_train_batch_size(ours.args) == theirs.get_total_train_batch_size(theirs.args) == 16
+    assert isinstance(ours.accelerator, type(theirs.accelerator))
+
+
+def test_counts_formats_and_batch_samples(tmp_path):
+    trainer = Trainer(torch.nn.Linear(1, 1), regression_args(tmp_path))
+    loader = torch.utils.data.DataLoader(RegressionDataset(20), batch_size=8)
+    assert trainer.num_examples(loader) == 20
+    metrics = {"train_runtime": 3725.5, "train_mem_cpu_alloc_delta": 5 << 20, "total_flos": float(3 << 30),
+               "eval_loss": 0.123456, "epoch": 2}
+    assert Trainer.metrics_format(metrics) == transformers.Trainer.metrics_format(metrics)
+    batches = [{"labels": torch.tensor([1, -100, 2])}, {"labels": torch.tensor([-100, 5, 6])},
+               {"labels": torch.tensor([7, 8, 9])}]
+    taken, items = trainer.get_batch_samples(iter(batches), 2, torch.device("cpu"))
+    assert taken == batches[:2] and int(items) == 4
+    with trainer.compute_loss_context_manager():
+        pass
+
+
+def test_state_and_early_stopping_as_transformers_has_them():
+    assert TrainerState().epoch == transformers.TrainerState().epoch == 0
+    args = TrainingArguments("unused", logging_steps=0.1, eval_steps=0.25, save_steps=30, report_to="none")
+    state = TrainerState()
+    state.compute_steps(args, 200)
+    assert (state.logging_steps, state.eval_steps, state.save_steps) == (20, 50, 30)
+    early = EarlyStoppingCallback(early_stopping_patience=2)
+    args = TrainingArguments("unused", metric_for_best_model="loss", report_to="none")
+    for value, counter in ((1.0, 0), (1.1, 1), (0.5, 0), (0.7, 1)):
+        early.check_metric_value(args, state, TrainerControl(), value)
+        assert early.early_stopping_patience_counter == counter

@@ -397,9 +397,9 @@ CASES: list[ErrorCase] = [
     ErrorCase("output_dir", "`output_dir` is a file", ValueError, "is a file, not a directory: choose another "
               "output_dir", _output_dir_is_file),
     ErrorCase("output_dir", "`output_dir` not writable", ValueError, "is not writable", _output_dir_not_writable),
-    ErrorCase("output_dir", "`output_dir` holds checkpoints, `overwrite_output_dir=False`, no resume", ValueError,
-              "already holds checkpoints (checkpoint-8...): pass train(resume_from_checkpoint=True) to continue, set "
-              "overwrite_output_dir=True to start over", _existing_checkpoints),
+    ErrorCase("output_dir", "`output_dir` holds checkpoints, `overwrite_output_dir=False`, no resume", LoggedWarning,
+              "already holds checkpoints of an earlier run (checkpoint-4, checkpoint-8): this run starts over beside "
+              "them, as resume_from_checkpoint was not given", _existing_checkpoints),
     ErrorCase("resume", "`resume_from_checkpoint=True` with no checkpoint in `output_dir`", ValueError,
               "holds no complete checkpoint", lambda tmp: _resume(tmp)),
     ErrorCase("resume", "`resume_from_checkpoint` naming a folder that does not exist", FileNotFoundError,

@@ -111,3 +111,25 @@ def test_tied_weights_are_saved_once(tmp_path):
     fresh = Tied()
     load_model_weights(fresh, str(tmp_path / "out"))
     assert torch.equal(fresh.out.weight, trainer.model.emb.weight) and fresh.out.weight is fresh.emb.weight
+
+
+def test_a_new_run_into_a_used_output_dir_goes_on_beside_it_and_keeps_its_best(tmp_path, caplog):
+    """A notebook cell run twice: as transformers 5, the second run trains beside the first one's checkpoints
+    with a warning; rotation keeps the first run's best and this run's newest, and says when it deletes one of
+    the first run's."""
+    import logging
+
+    values = dict(max_steps=8, save_strategy="steps", save_steps=2, eval_strategy="steps", eval_steps=2,
+                  save_total_limit=2, metric_for_best_model="loss", eval_dataset=RegressionDataset(16, seed=3))
+    first = regression_trainer(tmp_path, **values)
+    first.train()
+    first_best = first.state.best_model_checkpoint
+    with caplog.at_level(logging.WARNING, logger="trainer"):
+        second = regression_trainer(tmp_path, **{**values, "max_steps": 6, "learning_rate": 0.5})
+        second.train()
+    text = caplog.text
+    assert "already holds checkpoints of an earlier run" in text and "resume_from_checkpoint was not given" in text
+    names = sorted(os.listdir(tmp_path / "out"))
+    assert os.path.basename(first_best) in names and "checkpoint-6" in names  # the earlier best, this run's newest
+    assert "left in output_dir by an earlier run" in text
+    assert second.state.global_step == 6

@@ -102,7 +102,7 @@ def remove_stale_temporaries(output_dir: str) -> None:
 
 
 def checkpoints_to_delete(checkpoints: list[str], limit: int | None, keep: set[str]) -> list[str]:
-    """Oldest checkpoints beyond ``limit``, never the newest nor any in ``keep`` (the best)."""
+    """Oldest checkpoints beyond ``limit``, never the newest nor any in ``keep`` (the best, the one just saved)."""
     if limit is None or len(checkpoints) <= limit:
         return []
     protected = {os.path.abspath(p) for p in keep if p} | {os.path.abspath(checkpoints[-1])}
@@ -110,10 +110,15 @@ def checkpoints_to_delete(checkpoints: list[str], limit: int | None, keep: set[s
     return deletable[: len(checkpoints) - limit]
 
 
-def rotate_checkpoints(output_dir: str, limit: int | None, best_checkpoint: str | None) -> list[str]:
-    deleted = checkpoints_to_delete(list_checkpoints(output_dir), limit, {best_checkpoint} if best_checkpoint else set())
+def rotate_checkpoints(output_dir: str, limit: int | None, keep: set[str], earlier: frozenset = frozenset()) -> list[str]:
+    """Delete the checkpoints beyond ``save_total_limit``, never one in ``keep`` (the best ones, the one just
+    saved). Deleting one of ``earlier`` (left in output_dir by an earlier run) is said in a warning."""
+    deleted = checkpoints_to_delete(list_checkpoints(output_dir), limit, keep)
     for path in deleted:
-        logger.info("Deleting older checkpoint %s (save_total_limit=%s)", path, limit)
+        if os.path.abspath(path) in earlier:
+            logger.warning("Deleting %s, left in output_dir by an earlier run (save_total_limit=%s)", path, limit)
+        else:
+            logger.info("Deleting older checkpoint %s (save_total_limit=%s)", path, limit)
         delete_checkpoint(path)
     return deleted
 

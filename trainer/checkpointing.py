@@ -172,14 +172,15 @@ class Checkpointer:
                 write_rank_files(tmp, own, rt.process_index, rt.num_processes)
         rt.wait_for_everyone()
         if writer:
-            best = state.best_model_checkpoint  # as of this step: the background rotation must not see a later one
+            # as of this step (the background rotation must not see a later best); an earlier run's best is kept too
+            keep = {state.best_model_checkpoint, path, *trainer._earlier_run.best}
 
             def finish() -> None:
                 with ckpt.write_guard(tmp, path):
                     if args.save_async:
                         write_main_files(tmp, files)
                     ckpt.finish_checkpoint(tmp, path)
-                ckpt.rotate_checkpoints(args.output_dir, args.save_total_limit, best)
+                ckpt.rotate_checkpoints(args.output_dir, args.save_total_limit, keep, trainer._earlier_run.checkpoints)
 
             if args.save_async:
                 trainer.checkpoint_writer.submit(path, finish)

@@ -8,6 +8,7 @@ Reading and restoring the checkpoint's parts is ``checkpointing.py``'s.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -113,19 +114,40 @@ def restore_callback_states(stateful: dict, callbacks: list, control) -> None:
                 setattr(cb, key, value)
 
 
-def prepare_output_dir(trainer) -> None:
-    """A new run (no resume) into ``output_dir``: its old checkpoints are refused, or deleted with
-    ``overwrite_output_dir``."""
+@dataclasses.dataclass(frozen=True)
+class EarlierRun:
+    """The checkpoints an earlier run left in ``output_dir`` when a new one starts there, and its best."""
+
+    checkpoints: frozenset = frozenset()
+    best: tuple = ()
+
+
+def prepare_output_dir(trainer) -> EarlierRun:
+    """A new run (no resume) into ``output_dir``. Its old checkpoints are deleted with ``overwrite_output_dir``;
+    else, as transformers 5 does (a notebook cell run again), the run goes on beside them with a warning,
+    and rotation keeps the earlier run's best checkpoint and says when it deletes one of the others."""
     existing = ckpt.list_checkpoints(trainer.args.output_dir)
     if not existing:
-        return
-    if not trainer.args.overwrite_output_dir:
-        raise ValueError(
-            f"output_dir={trainer.args.output_dir!r} already holds checkpoints ({os.path.basename(existing[-1])}...): "
-            "pass train(resume_from_checkpoint=True) to continue, set overwrite_output_dir=True to start over, "
-            "or choose another output_dir"
-        )
-    if trainer.is_world_process_zero():
-        for path in existing:
-            ckpt.delete_checkpoint(path)
-    trainer.runtime.wait_for_everyone()
+        return EarlierRun()
+    if trainer.args.overwrite_output_dir:
+        if trainer.is_world_process_zero():
+            for path in existing:
+                ckpt.delete_checkpoint(path)
+        trainer.runtime.wait_for_everyone()
+        return EarlierRun()
+    logger.warning(
+        "output_dir=%r already holds checkpoints of an earlier run (%s): this run starts over beside them, as "
+        "resume_from_checkpoint was not given; a checkpoint of the same step is replaced, and "
+        "resume_from_checkpoint=True picks the highest step, whichever run wrote it. Pass "
+        "resume_from_checkpoint=True to continue that run, or overwrite_output_dir=True to delete them first",
+        trainer.args.output_dir, ", ".join(os.path.basename(p) for p in existing))
+    best = _best_of(existing[-1])
+    return EarlierRun(frozenset(os.path.abspath(p) for p in existing), (best,) if best else ())
+
+
+def _best_of(checkpoint: str) -> str | None:
+    try:
+        with open(os.path.join(checkpoint, ckpt.TRAINER_STATE_NAME), encoding="utf-8") as f:
+            return json.load(f).get("best_model_checkpoint")
+    except (OSError, ValueError):
+        return None

@@ -52,7 +52,7 @@ from .outputs import EvalLoopOutput, PredictionOutput, TrainOutput
 from .prediction_store import PAD_INDEX
 from .publishing import Publisher
 from .results import format_metrics, write_results
-from .resume import prepare_output_dir, resolve_checkpoint, saved_train_batch_size
+from .resume import EarlierRun, prepare_output_dir, resolve_checkpoint, saved_train_batch_size
 from .runtime import Runtime, configure_logging, set_seed
 from .search import run_search
 from .speed_memory import MemoryTracker, speed_metrics
@@ -163,6 +163,7 @@ class Trainer(TrainerApi):
         self._flos_params = None  # non-embedding parameter count, for floating_point_ops
         self._past = None  # outputs[past_index] of the last step, fed back as `mems` (past_index >= 0)
         self._preemption = None  # the signal handler while train() runs (an evaluation stops at its flag)
+        self._earlier_run = EarlierRun()  # checkpoints an earlier run left in output_dir (resume.py)
         self._memory_tracker = MemoryTracker(args.skip_memory_metrics)
         self._search = None  # the running hyperparameter_search's Search (trainer/search.py), else None
 
@@ -343,9 +344,8 @@ class Trainer(TrainerApi):
                 resume_from_checkpoint = download_last_checkpoint(resume_from_checkpoint, args)
         ckpt.check_output_dir(args.output_dir)
         self._resume_path = resolve_checkpoint(resume_from_checkpoint, args.output_dir)
-        if self._resume_path is None:
-            self._prepare_output_dir()
-        elif args.auto_find_batch_size:  # the size the interrupted run settled on, not a new search
+        self._earlier_run = prepare_output_dir(self) if self._resume_path is None else EarlierRun()
+        if self._resume_path is not None and args.auto_find_batch_size:  # the size the interrupted run settled on
             self._train_batch_size = saved_train_batch_size(self._resume_path) or self._train_batch_size
         self.is_in_train = True
         self._memory_tracker.start()
@@ -378,9 +378,6 @@ class Trainer(TrainerApi):
             self.is_in_train = False
             self._memory_tracker.stop_and_update("train", {})  # no-op unless training raised
         return output
-
-    def _prepare_output_dir(self) -> None:
-        prepare_output_dir(self)
 
     def _inner_training_loop(self, batch_size: int) -> TrainOutput:
         """One training run at ``batch_size`` per device (``auto_find_batch_size`` retries it smaller)."""

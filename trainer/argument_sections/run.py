@@ -19,7 +19,7 @@ class RunArguments:
         default=False,
         metadata=_help(
             "Start over in an output_dir that already holds checkpoints (they are deleted when training "
-            "starts). Without it, train() refuses such a directory unless resume_from_checkpoint is given."
+            "starts). Without it, a run that does not resume trains beside them, with a warning."
         ),
     )
     do_train: bool = field(default=False, metadata=_help("Run training (read by scripts; train() always trains)."))

@@ -6,6 +6,7 @@ fields at once. The fields themselves are in ``argument_sections/``.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import logging
 import sys
@@ -28,6 +29,29 @@ class ArgumentsApi:
     """Mixed into ``TrainingArguments``: properties and methods of transformers' ``TrainingArguments``."""
 
     default_optim = "adamw_torch"
+
+    @classmethod
+    def converted(cls, other):
+        """These arguments from transformers' ``TrainingArguments`` (or a subclass): every field both have, with
+        its value there; a one-line warning says so. Anything else is a TypeError."""
+        if not (dataclasses.is_dataclass(other) and type(other).__module__.startswith("transformers")):
+            raise TypeError(f"args must be a trainer.TrainingArguments, got {type(other).__name__}")
+        ours = {f.name for f in dataclasses.fields(cls) if f.init}
+        values = {f.name: getattr(getattr(other, f.name), "value", getattr(other, f.name))
+                  for f in dataclasses.fields(other) if f.init and f.name in ours}
+        for name, value in values.items():
+            if dataclasses.is_dataclass(value):  # accelerator_config is an AcceleratorConfig there
+                values[name] = dataclasses.asdict(value)
+        if values.get("output_dir") is None:
+            values.pop("output_dir", None)
+        if isinstance(values.get("warmup_steps"), float) and values["warmup_steps"] < 1:  # transformers 5: a ratio
+            values["warmup_ratio"], values["warmup_steps"] = values["warmup_steps"], 0
+        elif isinstance(values.get("warmup_steps"), float):
+            values["warmup_steps"] = int(values["warmup_steps"])
+        logging.getLogger("trainer").warning(
+            "Trainer got transformers' %s: converted to trainforge's TrainingArguments (%d fields taken as they "
+            "are)", type(other).__name__, len(values))
+        return cls(**values)
 
     # -- the process's place in the run -------------------------------------------------------
     @property

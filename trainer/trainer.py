@@ -110,7 +110,7 @@ class Trainer(TrainerApi):
         if args is None:
             args = TrainingArguments()
         if not isinstance(args, TrainingArguments):
-            raise TypeError(f"args must be a trainer.TrainingArguments, got {type(args).__name__}")
+            args = TrainingArguments.converted(args)  # transformers' own: converted with a warning
         args.validate()
         self.args = args
         self.runtime = Runtime(args)

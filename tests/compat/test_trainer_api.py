@@ -76,3 +76,24 @@ def test_state_and_early_stopping_as_transformers_has_them():
     for value, counter in ((1.0, 0), (1.1, 1), (0.5, 0), (0.7, 1)):
         early.check_metric_value(args, state, TrainerControl(), value)
         assert early.early_stopping_patience_counter == counter
+
+
+def test_transformers_arguments_are_converted_with_one_warning(tmp_path, caplog):
+    import logging
+
+    from tests.fixtures import RegressionModel
+
+    theirs = transformers.TrainingArguments(str(tmp_path), max_steps=3, learning_rate=0.05, report_to="none",
+                                            logging_steps=1, warmup_steps=0.5, lr_scheduler_type="cosine")
+    with caplog.at_level(logging.WARNING, logger="trainer"):
+        trainer = Trainer(RegressionModel(), theirs, train_dataset=RegressionDataset())
+    warned = [r.getMessage() for r in caplog.records if "converted to trainforge's TrainingArguments" in r.getMessage()]
+    assert len(warned) == 1 and "Trainer got transformers' TrainingArguments" in warned[0]
+    args = trainer.args
+    assert isinstance(args, TrainingArguments) and args is not theirs
+    assert (args.max_steps, args.learning_rate, args.lr_scheduler_type, args.optim) == (3, 0.05, "cosine",
+                                                                                         "adamw_torch_fused")
+    assert (args.warmup_ratio, args.warmup_steps) == (0.5, 0)  # transformers 5 writes a ratio as warmup_steps < 1
+    assert trainer.train().global_step == 3
+    with pytest.raises(TypeError, match="args must be a trainer.TrainingArguments, got dict"):
+        Trainer(RegressionModel(), {"output_dir": str(tmp_path)})

@@ -146,8 +146,8 @@ def test_warmup_ratio_and_steps(tmp_path):
     trainer = regression_trainer(tmp_path, warmup_ratio=0.25, max_steps=16, logging_steps=1)
     trainer.train()
     lrs = [e["learning_rate"] for e in trainer.state.log_history if "learning_rate" in e]
-    assert lrs[3] == pytest.approx(0.1)  # after step 4 of 4 warm-up steps: peak
-    assert lrs[0] == pytest.approx(0.1 / 4)
+    # the rate each logged step used, as transformers logs it: warm-up from 0 over 4 steps, the peak at step 5
+    assert lrs[:5] == pytest.approx([0.0, 0.1 / 4, 0.1 / 2, 0.1 * 3 / 4, 0.1])
     trainer = Trainer(RegressionModel(), regression_args(tmp_path, warmup_steps=2, warmup_ratio=0.5, max_steps=16))
     trainer.create_optimizer_and_scheduler(16)
     assert trainer.lr_scheduler.lr_lambdas[0](1) == pytest.approx(0.5)  # warmup_steps wins
@@ -155,10 +155,11 @@ def test_warmup_ratio_and_steps(tmp_path):
 
 def test_every_scheduler_name_builds(tmp_path):
     for name in SCHEDULER_NAMES:
-        kwargs = {"min_lr_rate": 0.1} if name == "cosine_with_min_lr" else None
+        kwargs = {"cosine_with_min_lr": {"min_lr_rate": 0.1}, "cosine_warmup_with_min_lr": {"min_lr_rate": 0.1},
+                  "warmup_stable_decay": {"num_decay_steps": 2}}.get(name)
         trainer = regression_trainer(tmp_path, lr_scheduler_type=name, max_steps=3,
                                      lr_scheduler_kwargs=kwargs,
-                                     eval_strategy="steps" if "plateau" in name else "no",
+                                     eval_strategy="steps" if name in ("reduce_lr_on_plateau", "greedy") else "no",
                                      eval_steps=1, eval_dataset=RegressionDataset(8))
         trainer.train()
         assert trainer.state.global_step == 3, name

@@ -25,7 +25,7 @@ from .arguments import resolve_steps
 from .checkpoint import list_checkpoints, restore_rng_state
 from .checkpointing import loop_parts
 from .data import close_workers, has_length, set_dataloader_epoch
-from .optim import num_warmup_steps
+from .optim import num_warmup_steps, steps_on_metric
 from .outputs import TrainOutput
 from .preemption import EvaluationInterrupted, PreemptionHandler
 from .rng_streams import seed_step
@@ -224,9 +224,7 @@ class TrainingLoop:
         accum = args.gradient_accumulation_steps
         clip = args.max_grad_norm is not None and args.max_grad_norm > 0
         params = [p for p in trainer.model.parameters() if p.requires_grad]
-        step_scheduler = scheduler is not None and not isinstance(
-            scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau
-        )
+        step_scheduler = scheduler is not None and not steps_on_metric(scheduler)
         check_skipped = rt.scaler is not None or rt.strategy.may_skip_steps  # fp16 overflow skips the step
         check_finite = args.nonfinite_loss != "ignore"
         step_loss = None  # this update's loss, summed over its micro-batches (with check_finite)
@@ -427,7 +425,7 @@ class TrainingLoop:
                 return
             self.track_best(metrics)
             scheduler = trainer.lr_scheduler
-            if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            if steps_on_metric(scheduler):
                 scheduler.step(self.metric_value(metrics))
             model.train()
             trainer._past = None

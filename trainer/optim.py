@@ -18,6 +18,13 @@ constant and reduce_lr_on_plateau); ``p = (s - w) / (T - w)``:
 | inverse_sqrt          | ``1 / sqrt((s + timescale - w) / timescale)``, timescale = w or 10,000 |
 | reduce_lr_on_plateau  | torch's ReduceLROnPlateau, stepped with the evaluation metric      |
 | cosine_with_min_lr    | cosine that ends at ``min_lr`` (or ``min_lr_rate`` x peak)         |
+| cosine_warmup_with_min_lr | the same, its warm-up from ``warmup_lr_rate`` x peak (else ``(s + 1) / w``), its cosine one step ahead (transformers' shape) |
+| warmup_stable_decay   | warm-up, 1 for ``num_stable_steps`` (default: what the decay leaves), then ``num_decay_steps`` of ``decay_type`` ('cosine', 'linear', '1-sqrt') down to ``min_lr_ratio`` |
+| greedy                | transformers' GreedyLR (needs transformers), stepped with the evaluation metric |
+
+``lr_scheduler_kwargs`` take transformers' parameter names (``num_cycles``, ``min_lr``, ``min_lr_rate``,
+``warmup_lr_rate``, ``num_decay_steps``, ``num_stable_steps``, ``warmup_type``, ``decay_type``,
+``min_lr_ratio``, ``power``, ``lr_end``, ``timescale``, and ReduceLROnPlateau's and GreedyLR's own).
 """
 
 from __future__ import annotations
@@ -39,6 +46,9 @@ SCHEDULER_NAMES = (
     "inverse_sqrt",
     "reduce_lr_on_plateau",
     "cosine_with_min_lr",
+    "cosine_warmup_with_min_lr",
+    "warmup_stable_decay",
+    "greedy",
 )
 
 _NORM_TYPES = (nn.LayerNorm, nn.GroupNorm, nn.LocalResponseNorm, nn.modules.batchnorm._NormBase)
@@ -213,6 +223,44 @@ def _cosine_with_min_lr(step, *, warmup, total, lr_init, num_cycles=0.5, min_lr=
     return max(0.0, factor * (1.0 - rate) + rate)
 
 
+def _cosine_warmup_with_min_lr(step, *, warmup, total, lr_init, num_cycles=0.5, min_lr=None, min_lr_rate=None,
+                               warmup_lr_rate=None):
+    if (min_lr is None) == (min_lr_rate is None):
+        raise ValueError(
+            "lr_scheduler_type='cosine_warmup_with_min_lr' needs exactly one of lr_scheduler_kwargs "
+            "{'min_lr': ...} or {'min_lr_rate': ...}"
+        )
+    rate = min_lr / lr_init if min_lr is not None else min_lr_rate
+    if step < warmup:
+        if warmup_lr_rate is None:
+            return (step + 1) / max(1, warmup)
+        return warmup_lr_rate + (1.0 - warmup_lr_rate) * step / max(1, warmup - 1)
+    progress = (step - warmup + 1) / max(1, total - warmup)
+    return max(0.0, 0.5 * (1.0 + math.cos(math.pi * 2.0 * num_cycles * progress)) * (1.0 - rate) + rate)
+
+
+_SHAPES_UP = {"linear": lambda p: p, "cosine": lambda p: 0.5 * (1.0 - math.cos(math.pi * p)),
+              "1-sqrt": lambda p: 1.0 - math.sqrt(1.0 - p)}
+
+
+def _warmup_stable_decay(step, *, warmup, total, num_decay_steps, num_stable_steps=None, warmup_type="linear",
+                         decay_type="cosine", min_lr_ratio=0.0, num_cycles=0.5):
+    shapes_down = {"linear": lambda p: 1.0 - p, "cosine": lambda p: 0.5 * (1.0 + math.cos(math.pi * 2.0 * num_cycles * p)),
+                   "1-sqrt": lambda p: 1.0 - math.sqrt(p)}
+    if warmup_type not in _SHAPES_UP or decay_type not in shapes_down:
+        raise ValueError(f"lr_scheduler_kwargs warmup_type={warmup_type!r}, decay_type={decay_type!r}: each is "
+                         f"one of {sorted(_SHAPES_UP)}")
+    stable = num_stable_steps if num_stable_steps is not None else max(0, total - warmup - num_decay_steps)
+    if step < warmup:
+        return max(0.0, _SHAPES_UP[warmup_type](step / max(1, warmup)) * (1.0 - min_lr_ratio) + min_lr_ratio)
+    if step < warmup + stable:
+        return 1.0
+    if step < warmup + stable + num_decay_steps:
+        progress = (step - warmup - stable) / max(1, num_decay_steps)
+        return max(0.0, shapes_down[decay_type](progress) * (1.0 - min_lr_ratio) + min_lr_ratio)
+    return min_lr_ratio
+
+
 def schedule_multiplier(name: str, warmup: int, total: int, lr_init: float, **kwargs):
     """The function ``step -> lr multiplier`` for a schedule name (all but reduce_lr_on_plateau)."""
     table = {
@@ -224,6 +272,8 @@ def schedule_multiplier(name: str, warmup: int, total: int, lr_init: float, **kw
         "constant_with_warmup": partial(_constant_with_warmup, warmup=warmup),
         "inverse_sqrt": partial(_inverse_sqrt, warmup=warmup),
         "cosine_with_min_lr": partial(_cosine_with_min_lr, warmup=warmup, total=total, lr_init=lr_init),
+        "cosine_warmup_with_min_lr": partial(_cosine_warmup_with_min_lr, warmup=warmup, total=total, lr_init=lr_init),
+        "warmup_stable_decay": partial(_warmup_stable_decay, warmup=warmup, total=total),
     }
     if name not in table:
         raise ValueError(f"lr_scheduler_type={name!r} is not a known schedule; choose from: {', '.join(SCHEDULER_NAMES)}")
@@ -243,6 +293,14 @@ def get_scheduler(
     kwargs = dict(scheduler_specific_kwargs or {})
     if name == "reduce_lr_on_plateau":
         return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, **kwargs)
+    if name == "greedy":
+        try:
+            from transformers.optimization import GreedyLR
+        except ImportError as e:
+            raise ImportError("lr_scheduler_type='greedy' is transformers' GreedyLR: pip install transformers") from e
+        scheduler = GreedyLR(optimizer, **kwargs)
+        scheduler.steps_on_metric = True  # stepped with the evaluation metric, like ReduceLROnPlateau
+        return scheduler
     if name not in ("constant", "constant_with_warmup", "inverse_sqrt") and num_training_steps is None:
         raise ValueError(f"lr_scheduler_type={name!r} needs num_training_steps")
     lr_init = optimizer.defaults["lr"]
@@ -251,6 +309,12 @@ def get_scheduler(
     except TypeError as e:
         raise ValueError(f"lr_scheduler_kwargs={kwargs} do not fit lr_scheduler_type={name!r}: {e}") from e
     return torch.optim.lr_scheduler.LambdaLR(optimizer, fn)
+
+
+def steps_on_metric(scheduler) -> bool:
+    """A scheduler stepped with the evaluation metric after each evaluation, not after each step."""
+    return isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau) or getattr(
+        scheduler, "steps_on_metric", False)
 
 
 def num_warmup_steps(args, num_training_steps: int) -> int:

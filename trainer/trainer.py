@@ -47,7 +47,7 @@ from .faults import bad_loss_error, call_model, check_trainable, explain_trainin
 from .label_smoothing import LabelSmoother
 from .loops import run_training
 from .metric_forms import metrics_form
-from .optim import create_optimizer, get_scheduler, num_warmup_steps
+from .optim import create_optimizer, get_scheduler, num_warmup_steps, steps_on_metric
 from .outputs import EvalLoopOutput, PredictionOutput, TrainOutput
 from .prediction_store import PAD_INDEX
 from .publishing import Publisher
@@ -311,9 +311,7 @@ class Trainer(TrainerApi):
         self.create_scheduler(num_training_steps, self.optimizer)
 
     def current_learning_rate(self) -> float:
-        if self.lr_scheduler is not None and not isinstance(
-            self.lr_scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau
-        ):
+        if self.lr_scheduler is not None and not steps_on_metric(self.lr_scheduler):
             return float(self.lr_scheduler.get_last_lr()[0])
         return float(self.optimizer.param_groups[0]["lr"])
 

@@ -97,3 +97,55 @@ def test_transformers_arguments_are_converted_with_one_warning(tmp_path, caplog)
     assert trainer.train().global_step == 3
     with pytest.raises(TypeError, match="args must be a trainer.TrainingArguments, got dict"):
         Trainer(RegressionModel(), {"output_dir": str(tmp_path)})
+
+
+@pytest.mark.parametrize("name, kwargs", [
+    ("cosine_warmup_with_min_lr", {"min_lr_rate": 0.1}),
+    ("cosine_warmup_with_min_lr", {"min_lr": 0.05, "warmup_lr_rate": 0.2}),
+    ("warmup_stable_decay", {"num_decay_steps": 8}),
+    ("warmup_stable_decay", {"num_decay_steps": 6, "num_stable_steps": 5, "warmup_type": "cosine",
+                             "decay_type": "1-sqrt", "min_lr_ratio": 0.1}),
+])
+def test_transformers_5_schedules_give_its_rates_step_by_step(name, kwargs):
+    import warnings
+
+    from transformers.optimization import get_scheduler as their_scheduler
+
+    from trainer.optim import get_scheduler
+
+    def rates(make) -> list[float]:
+        param = torch.nn.Parameter(torch.zeros(1))
+        optimizer = torch.optim.SGD([param], lr=1.0)
+        scheduler, out = make(optimizer), []
+        for _ in range(20):
+            out.append(optimizer.param_groups[0]["lr"])
+            optimizer.step()
+            scheduler.step()
+        return out
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        theirs = rates(lambda o: their_scheduler(name, o, num_warmup_steps=4, num_training_steps=20,
+                                                 scheduler_specific_kwargs=kwargs))
+    assert rates(lambda o: get_scheduler(name, o, 4, 20, kwargs)) == pytest.approx(theirs, abs=1e-12)
+
+
+def test_the_greedy_schedule_is_stepped_with_the_evaluation_metric(tmp_path):
+    from tests.fixtures import RegressionModel
+
+    args = regression_args(tmp_path, max_steps=8, eval_strategy="steps", eval_steps=2, lr_scheduler_type="greedy",
+                           metric_for_best_model="loss")
+    trainer = Trainer(RegressionModel(), args, train_dataset=RegressionDataset(), eval_dataset=RegressionDataset(16))
+    steps = []
+    make = trainer.create_scheduler  # train() makes the scheduler: record the calls of its step()
+
+    def record(*args, **kwargs):
+        scheduler = make(*args, **kwargs)
+        real = scheduler.step
+        scheduler.step = lambda *m, **n: (steps.append(m), real(*m, **n))[1]
+        return scheduler
+
+    trainer.create_scheduler = record
+    trainer.train()
+    assert type(trainer.lr_scheduler).__name__ == "GreedyLR"
+    assert len(steps) == 4 and all(len(m) == 1 and isinstance(m[0], float) for m in steps)  # one per evaluation

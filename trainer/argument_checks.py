@@ -20,7 +20,8 @@ from integrations.hub import HUB_STRATEGIES
 from integrations.parallel import validate_parallel_arguments
 from integrations.reporting import resolve_report_to
 
-from .optim import OPTIMIZER_NAMES, SCHEDULER_NAMES, parse_optim_args
+from .optim import ALL_OPTIMIZER_NAMES, OPTIMIZER_NAMES, SCHEDULER_NAMES, parse_optim_args
+from .optimizers_external import check_external_optimizer
 
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical", "passive")
 TORCH_COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
@@ -145,8 +146,10 @@ def check_arguments(args) -> None:
 
         if not (torch.cuda.is_available() and torch.cuda.get_device_capability()[0] >= 8):
             raise ValueError("tf32=True needs an Ampere or newer CUDA GPU; set tf32=None (or False) on this machine")
-    if args.optim not in OPTIMIZER_NAMES:
-        raise ValueError(f"optim={args.optim!r} is not a known optimizer; choose from: {', '.join(OPTIMIZER_NAMES)}")
+    if args.optim not in ALL_OPTIMIZER_NAMES:
+        raise ValueError(f"optim={args.optim!r} is not a known optimizer; choose from: {', '.join(ALL_OPTIMIZER_NAMES)}")
+    if args.optim not in OPTIMIZER_NAMES:  # another library's: installed and integrated, or refused now
+        check_external_optimizer(args.optim)
     if args.optim_args:
         parse_optim_args(args.optim_args)
     if args.lr_scheduler_type not in SCHEDULER_NAMES:

@@ -26,6 +26,7 @@ from .checkpoint import list_checkpoints, restore_rng_state
 from .checkpointing import loop_parts
 from .data import close_workers, has_length, set_dataloader_epoch
 from .optim import num_warmup_steps, steps_on_metric
+from .optimizers_external import set_optimizer_mode
 from .outputs import TrainOutput
 from .preemption import EvaluationInterrupted, PreemptionHandler
 from .rng_streams import seed_step
@@ -411,6 +412,19 @@ class TrainingLoop:
         return better
 
     def log_evaluate_save(self, model) -> None:
+        """Log, evaluate and save as the control asks. A schedule-free optimizer is in eval mode meanwhile, so that
+        the evaluated and saved weights are its averaged ones."""
+        control = self.trainer.control
+        modes = control.should_evaluate or control.should_save
+        if modes:
+            set_optimizer_mode(self.trainer.optimizer, training=False)
+        try:
+            self._log_evaluate_save(model)
+        finally:
+            if modes:
+                set_optimizer_mode(self.trainer.optimizer, training=True)
+
+    def _log_evaluate_save(self, model) -> None:
         trainer, control = self.trainer, self.trainer.control
         self.fold_tokens()
         if control.should_log and trainer.state.global_step > self.last_logged_step:
@@ -523,8 +537,10 @@ def run_training(trainer: Trainer, batch_size: int) -> TrainOutput:
         loop.max_steps, num_warmup_steps(args, loop.max_steps),
     )
     trainer.model_wrapped = model
+    set_optimizer_mode(trainer.optimizer, training=True)  # a schedule-free optimizer trains in its train mode
     if checkpoint is not None:
         checkpointer.restore(checkpoint)  # every registered part, the loop's included
+        set_optimizer_mode(trainer.optimizer, training=True)  # its state was saved in eval mode
         loop.resume_path = checkpoint.path
         loop.complete = checkpoint.stopped_by_a_callback or trainer.state.global_step >= loop.max_steps
         if loop.complete:  # re-running a finished run (resume_from_checkpoint="auto") must not train on
@@ -550,6 +566,7 @@ def run_training(trainer: Trainer, batch_size: int) -> TrainOutput:
     )
     trainer._loop = loop
     metrics = loop.run(train_dataloader)
+    set_optimizer_mode(trainer.optimizer, training=False)  # the model a schedule-free run ends with: the average
     trainer.checkpoint_writer.wait()  # save_async: the last checkpoint is on disk before train() goes on
     if args.load_best_model_at_end and not loop.preempted and trainer.state.best_model_checkpoint is not None:
         trainer.runtime.wait_for_everyone()

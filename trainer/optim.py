@@ -35,7 +35,12 @@ from functools import partial
 import torch
 from torch import nn
 
+from .optimizers_external import EXTERNAL_OPTIMIZERS, external_optimizer_class_and_kwargs
+
 OPTIMIZER_NAMES = ("adamw_torch", "adamw_torch_fused", "adafactor", "sgd", "adagrad", "rmsprop")
+
+ALL_OPTIMIZER_NAMES = (*OPTIMIZER_NAMES, *EXTERNAL_OPTIMIZERS)  # what optim accepts (transformers' names)
+
 SCHEDULER_NAMES = (
     "linear",
     "cosine",
@@ -136,8 +141,10 @@ def optimizer_class_and_kwargs(args) -> tuple[type, dict]:
         cls, kwargs = torch.optim.Adagrad, {"lr": args.learning_rate}
     elif name == "rmsprop":
         cls, kwargs = torch.optim.RMSprop, {"lr": args.learning_rate}
+    elif name in EXTERNAL_OPTIMIZERS:
+        cls, kwargs = external_optimizer_class_and_kwargs(name, args)
     else:
-        raise ValueError(f"optim={name!r} is not a known optimizer; choose from: {', '.join(OPTIMIZER_NAMES)}")
+        raise ValueError(f"optim={name!r} is not a known optimizer; choose from: {', '.join(ALL_OPTIMIZER_NAMES)}")
     kwargs.update(parse_optim_args(args.optim_args))
     return cls, kwargs
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..argument_checks import NONFINITE_LOSS, OPTIMIZER_NAMES, SCHEDULER_NAMES, TORCH_COMPILE_MODES
+from ..argument_checks import ALL_OPTIMIZER_NAMES, NONFINITE_LOSS, SCHEDULER_NAMES, TORCH_COMPILE_MODES
 from . import _help
 
 
@@ -58,7 +58,7 @@ class OptimizationArguments:
     label_smoothing_factor: float = field(
         default=0.0, metadata=_help("Label smoothing epsilon for classification losses (0 disables).")
     )
-    optim: str = field(default="adamw_torch", metadata=_help("Optimizer.", choices=list(OPTIMIZER_NAMES)))
+    optim: str = field(default="adamw_torch", metadata=_help("Optimizer: torch's (adamw_torch, adamw_torch_fused, adafactor, sgd, adagrad, rmsprop) or, by transformers' names, another library's (schedule_free_adamw...; see docs/compat.md).", choices=list(ALL_OPTIMIZER_NAMES)))
     optim_args: str | None = field(
         default=None, metadata=_help("Extra optimizer keyword arguments as 'key=value,key2=value2'.")
     )

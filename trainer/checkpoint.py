@@ -213,11 +213,13 @@ def rng_state() -> dict:
 
 
 def restore_rng_state(state: dict) -> None:
+    """Put back :func:`rng_state`'s states, or those of a transformers checkpoint (python's and numpy's state as
+    their own tuples)."""
     py = state["python"]
-    random.setstate((py["version"], tuple(py["state"]), py["gauss"]))
+    random.setstate(py if isinstance(py, tuple) else (py["version"], tuple(py["state"]), py["gauss"]))
     npy = state["numpy"]
-    np.random.set_state((npy["name"], npy["keys"].numpy().astype(np.uint32), npy["pos"], npy["has_gauss"],
-                         npy["gauss"]))
+    np.random.set_state(npy if isinstance(npy, tuple) else (
+        npy["name"], npy["keys"].numpy().astype(np.uint32), npy["pos"], npy["has_gauss"], npy["gauss"]))
     torch.set_rng_state(state["cpu"])
     if "cuda" in state and torch.cuda.is_available():
         cuda_states = state["cuda"]
@@ -228,11 +230,23 @@ def restore_rng_state(state: dict) -> None:
                            len(cuda_states), torch.cuda.device_count())
 
 
-def safe_torch_load(path: str, what: str):
-    """``torch.load(weights_only=True)``: tensors and plain containers only, never arbitrary objects."""
+def numpy_array_globals() -> list:
+    """What ``torch.load(weights_only=True)`` must be allowed to rebuild numpy arrays (the RNG states in a transformers
+    checkpoint): the array reconstructor, ndarray and dtypes, nothing that runs code."""
+    core = getattr(np, "_core", None) or np.core
+    dtypes = [type(np.dtype(t)) for t in (np.uint32, np.int64, np.float64)]
+    return [core.multiarray._reconstruct, np.ndarray, np.dtype, *dtypes]
+
+
+def safe_torch_load(path: str, what: str, numpy_arrays: bool = False):
+    """``torch.load(weights_only=True)``: tensors and plain containers only (numpy arrays too with
+    ``numpy_arrays``), never arbitrary objects."""
     import pickle
 
     try:
+        if numpy_arrays:
+            with torch.serialization.safe_globals(numpy_array_globals()):
+                return torch.load(path, map_location="cpu", weights_only=True)
         return torch.load(path, map_location="cpu", weights_only=True)
     except (EOFError, RuntimeError) as e:
         if isinstance(e, EOFError) or any(s in str(e) for s in ("zip archive", "central directory", "Stream")):

@@ -417,8 +417,31 @@ class OptimizerPart(Part):
 
     def load_state_dict(self, state) -> None:
         trainer = self.trainer
+        state = merged_decay_groups(state, trainer.optimizer, trainer.model)
         _optimizer_errors(trainer, trainer._resume_path, lambda: trainer.runtime.strategy.load_optimizer_state(
             trainer.optimizer, state))
+
+
+def merged_decay_groups(saved, optimizer, model):
+    """A transformers checkpoint's optimizer state in this optimizer's layout. transformers always makes two
+    groups, the weight-decay parameters then the others (each in the model's order); without weight decay this
+    Trainer makes one group in the model's order. Other states are returned as they are."""
+    groups = saved.get("param_groups") if isinstance(saved, dict) else None
+    current = getattr(getattr(optimizer, "optimizer", optimizer), "param_groups", None)
+    if not groups or not current or len(groups) != 2 or len(current) != 1:
+        return saved
+    from .optim import decay_parameter_names
+
+    names = [n for n, p in model.named_parameters() if p.requires_grad]
+    decay = decay_parameter_names(model)
+    saved_order = [n for n in names if n in decay] + [n for n in names if n not in decay]
+    if len(saved_order) != sum(len(g["params"]) for g in groups):
+        return saved
+    saved_ids = [i for g in groups for i in g["params"]]
+    position = {name: index for index, name in enumerate(names)}
+    state = {position[name]: saved["state"][i] for name, i in zip(saved_order, saved_ids) if i in saved["state"]}
+    group = {**groups[0], "params": list(range(len(names)))}
+    return {"state": state, "param_groups": [group]}
 
 
 class SchedulerPart(Part):
@@ -432,8 +455,15 @@ class SchedulerPart(Part):
         return scheduler.state_dict() if scheduler is not None else None
 
     def load_state_dict(self, state) -> None:
-        if self.trainer.lr_scheduler is not None:
-            self.trainer.lr_scheduler.load_state_dict(state)
+        scheduler = self.trainer.lr_scheduler
+        if scheduler is None:
+            return
+        groups = len(getattr(scheduler, "base_lrs", []))
+        if isinstance(state, dict) and groups and len(state.get("base_lrs", [])) > groups:
+            # a transformers checkpoint's two groups (merged_decay_groups): they share their rates
+            state = {k: v[:groups] if k in ("base_lrs", "_last_lr", "lr_lambdas") and isinstance(v, list) else v
+                     for k, v in state.items()}
+        scheduler.load_state_dict(state)
 
     def absent(self, checkpoint: Checkpoint) -> None:
         """``resume_weights_only``: a fresh schedule stepped to the checkpoint's position."""
@@ -505,6 +535,10 @@ class RngPart(Part):
     def missing(self, checkpoint: Checkpoint, file: str) -> None:
         logger.warning("%s has no %s: RNG states are not restored, the resumed run will not be bit-exact",
                        checkpoint.path, file)
+
+    def read(self, path: str):
+        """A transformers checkpoint keeps numpy's state as an array: allowed, as arrays only."""
+        return ckpt.safe_torch_load(path, self.what, numpy_arrays=True)
 
     def load_state_dict(self, state: dict) -> None:
         self.loop.pending_rng = state

@@ -76,7 +76,8 @@ def differences() -> dict[str, list]:
     from transformers.training_args import OptimizerNames
 
     from trainer import Trainer, TrainingArguments
-    from trainer.optim import OPTIMIZER_NAMES, SCHEDULER_NAMES
+    from trainer.optim import ALL_OPTIMIZER_NAMES, SCHEDULER_NAMES
+    from trainer.optimizers_external import EXTERNAL_OPTIMIZERS, check_external_optimizer
 
     ours, theirs = _defaults(TrainingArguments), _defaults(transformers.TrainingArguments)
     out = {
@@ -89,14 +90,23 @@ def differences() -> dict[str, list]:
     their_methods = {n for n in dir(transformers.Trainer) if not n.startswith("_")
                      and callable(getattr(transformers.Trainer, n, None))}
     out["trainer"] = [(n, None, None) for n in sorted(their_methods - set(dir(Trainer)))]
-    out["optim"] = [(n, None, None) for n in sorted({o.value for o in OptimizerNames} - set(OPTIMIZER_NAMES))]
+    refused = []
+    for name in sorted(EXTERNAL_OPTIMIZERS):
+        try:
+            check_external_optimizer(name)
+        except (ImportError, NotImplementedError) as error:
+            refused.append((name, type(error).__name__, None))
+    out["optim"] = [(n, None, None) for n in sorted({o.value for o in OptimizerNames} - set(ALL_OPTIMIZER_NAMES))]
+    out["optim_refused"] = refused
     out["schedule"] = [(n, None, None) for n in sorted({s.value for s in SchedulerType} - set(SCHEDULER_NAMES))]
     out["counts"] = [
         ("TrainingArguments fields", len(ours), len(theirs)),
         ("TrainingArguments properties and methods", len(_members(TrainingArguments, set(ours))),
          len(_members(transformers.TrainingArguments, set(theirs)))),
         ("Trainer methods of transformers' present here", len(their_methods & set(dir(Trainer))), len(their_methods)),
-        ("optimizer names", len(OPTIMIZER_NAMES), len(list(OptimizerNames))),
+        ("optimizer names accepted", len(ALL_OPTIMIZER_NAMES), len(list(OptimizerNames))),
+        ("optimizer names that train here (with the dev extras installed)", len(ALL_OPTIMIZER_NAMES) - len(refused),
+         "each with its library"),
         ("schedule names", len(SCHEDULER_NAMES), len(list(SchedulerType))),
     ]
     return out
@@ -118,6 +128,11 @@ def render() -> str:
     lines += [f"- `{n}`" for n, _, _ in d["theirs"]] or ["None: every field of transformers' exists here."]
     lines += ["", "### `TrainingArguments` members only in transformers", ""]
     lines += [f"- `{n}`: {REASONS.get('member:' + n, '')}" for n, _, _ in d["member"]] or ["None."]
+    refused = d["optim_refused"]
+    lines += ["", f"### `optim` names accepted but refused here ({len(refused)})", "",
+              "Refused when the arguments are checked: `ImportError` naming the package when it is not installed, "
+              "`NotImplementedError` when it is but the optimizer is not integrated yet.", ""]
+    lines += [", ".join(f"`{n}` ({kind})" for n, kind, _ in refused) or "None."]
     for kind, title in (("trainer", "`Trainer` methods only in transformers"),
                         ("optim", "`optim` names only in transformers"),
                         ("schedule", "`lr_scheduler_type` names only in transformers")):

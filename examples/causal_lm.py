@@ -23,20 +23,7 @@ sys.path.insert(0, ROOT)
 
 from trainer import Trainer, set_seed  # noqa: E402
 from trainer.cli import parse_training_args  # noqa: E402
-
-
-class Blocks(torch.utils.data.Dataset):
-    """The token stream cut into blocks of ``block_size``; labels are the inputs (the model shifts them)."""
-
-    def __init__(self, ids: list[int], block_size: int):
-        n = len(ids) // block_size
-        self.blocks = torch.tensor(ids[: n * block_size]).view(n, block_size)
-
-    def __len__(self) -> int:
-        return len(self.blocks)
-
-    def __getitem__(self, i: int) -> dict:
-        return {"input_ids": self.blocks[i], "labels": self.blocks[i]}
+from trainer.demo import TokenBlocks  # noqa: E402
 
 
 def default_corpus() -> list[str]:
@@ -65,7 +52,7 @@ def build(text_files: list[str], block_size: int, model_name_or_path: str | None
                                          eos_token_id=tokenizer.eos_token_id)
         model = transformers.GPT2LMHeadModel(config)
     ids = [i for line in lines for i in tokenizer(line)["input_ids"] + [tokenizer.eos_token_id]]
-    blocks = Blocks(ids, block_size)
+    blocks = TokenBlocks(ids, block_size)
     n_eval = max(1, len(blocks) // 10)
     generator = torch.Generator().manual_seed(seed)
     eval_set, train_set = torch.utils.data.random_split(blocks, [n_eval, len(blocks) - n_eval], generator=generator)

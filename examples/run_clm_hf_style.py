@@ -36,6 +36,8 @@ else:
 import transformers  # noqa: E402
 from transformers import HfArgumentParser, default_data_collator  # noqa: E402
 
+from trainer.demo import TokenBlocks  # noqa: E402  (the block dataset; this project's, whichever Trainer runs)
+
 logger = logging.getLogger(__name__)
 
 
@@ -58,20 +60,6 @@ class DataTrainingArguments:
     block_size: int = field(default=32, metadata={"help": "Tokens per training block."})
     max_train_samples: int | None = field(default=None, metadata={"help": "Keep the first N training blocks."})
     max_eval_samples: int | None = field(default=None, metadata={"help": "Keep the first N evaluation blocks."})
-
-
-class Blocks(torch.utils.data.Dataset):
-    """The token stream cut into blocks; labels are the inputs (the model shifts them)."""
-
-    def __init__(self, ids: list[int], block_size: int):
-        n = len(ids) // block_size
-        self.blocks = torch.tensor(ids[: n * block_size]).view(n, block_size)
-
-    def __len__(self) -> int:
-        return len(self.blocks)
-
-    def __getitem__(self, i: int) -> dict:
-        return {"input_ids": self.blocks[i], "labels": self.blocks[i]}
 
 
 def corpus(files: list[str] | None) -> list[str]:
@@ -124,7 +112,7 @@ def main() -> dict:
                                              bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id)
             model = transformers.GPT2LMHeadModel(config)
         ids = [i for line in lines for i in tokenizer(line)["input_ids"] + [tokenizer.eos_token_id]]
-        blocks = Blocks(ids, data_args.block_size)
+        blocks = TokenBlocks(ids, data_args.block_size)
         n_eval = max(1, len(blocks) // 10)
         eval_set = torch.utils.data.Subset(blocks, range(min(n_eval, data_args.max_eval_samples or n_eval)))
         train_range = range(n_eval, len(blocks))

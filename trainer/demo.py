@@ -7,7 +7,7 @@ Installed with the package, so a snippet that uses it runs from any directory (`
     train, val = load_digits_splits()           # 1,437 / 360 images of 8x8 pixels, 10 classes
 
 ``build()`` returns the Trainer's keyword arguments for it (the task of ``configs/quickstart.yaml``);
-``word_tokenizer()`` is the offline stand-in tokenizer of the text examples.
+``word_tokenizer()`` and ``TokenBlocks`` are the offline tokenizer and the block dataset of the text examples.
 """
 
 from __future__ import annotations
@@ -80,6 +80,21 @@ def build(seed: int = 0) -> dict:
     set_seed(seed)  # before the model is built, so its initial weights are reproducible
     return {"model": DigitsCNN(), "train_dataset": train_set, "eval_dataset": eval_set,
             "compute_metrics": compute_metrics}
+
+
+class TokenBlocks(torch.utils.data.Dataset):
+    """A token stream cut into blocks of ``block_size`` (the tail dropped); the labels are the inputs, as a
+    causal LM shifts them itself."""
+
+    def __init__(self, ids: list[int], block_size: int):
+        n = len(ids) // block_size
+        self.blocks = torch.tensor(ids[: n * block_size]).view(n, block_size)
+
+    def __len__(self) -> int:
+        return len(self.blocks)
+
+    def __getitem__(self, i: int) -> dict:
+        return {"input_ids": self.blocks[i], "labels": self.blocks[i]}
 
 
 def word_tokenizer(texts: list[str], bos_eos: bool = False):

@@ -217,13 +217,18 @@ def _inverse_sqrt(step, *, warmup, timescale=None):
     return 1.0 / math.sqrt((step + timescale - warmup) / timescale)
 
 
-def _cosine_with_min_lr(step, *, warmup, total, lr_init, num_cycles=0.5, min_lr=None, min_lr_rate=None):
+def _min_rate(name: str, lr_init: float, min_lr, min_lr_rate) -> float:
+    """The floor of a min-lr cosine as a fraction of the peak, from exactly one of min_lr / min_lr_rate."""
     if (min_lr is None) == (min_lr_rate is None):
         raise ValueError(
-            "lr_scheduler_type='cosine_with_min_lr' needs exactly one of lr_scheduler_kwargs "
-            "{'min_lr': ...} or {'min_lr_rate': ...}"
+            f"lr_scheduler_type={name!r} needs exactly one of lr_scheduler_kwargs {{'min_lr': ...}} or "
+            "{'min_lr_rate': ...}"
         )
-    rate = min_lr / lr_init if min_lr is not None else min_lr_rate
+    return min_lr / lr_init if min_lr is not None else min_lr_rate
+
+
+def _cosine_with_min_lr(step, *, warmup, total, lr_init, num_cycles=0.5, min_lr=None, min_lr_rate=None):
+    rate = _min_rate("cosine_with_min_lr", lr_init, min_lr, min_lr_rate)
     if step < warmup:
         return _warmup(step, warmup)
     factor = 0.5 * (1.0 + math.cos(math.pi * 2.0 * num_cycles * _progress(step, warmup, total)))
@@ -232,12 +237,7 @@ def _cosine_with_min_lr(step, *, warmup, total, lr_init, num_cycles=0.5, min_lr=
 
 def _cosine_warmup_with_min_lr(step, *, warmup, total, lr_init, num_cycles=0.5, min_lr=None, min_lr_rate=None,
                                warmup_lr_rate=None):
-    if (min_lr is None) == (min_lr_rate is None):
-        raise ValueError(
-            "lr_scheduler_type='cosine_warmup_with_min_lr' needs exactly one of lr_scheduler_kwargs "
-            "{'min_lr': ...} or {'min_lr_rate': ...}"
-        )
-    rate = min_lr / lr_init if min_lr is not None else min_lr_rate
+    rate = _min_rate("cosine_warmup_with_min_lr", lr_init, min_lr, min_lr_rate)
     if step < warmup:
         if warmup_lr_rate is None:
             return (step + 1) / max(1, warmup)

@@ -6,7 +6,6 @@ import gc
 import logging
 import mmap
 import os
-import re
 import sys
 import time
 
@@ -402,12 +401,17 @@ def test_tuple_batches_from_tensor_dataset(tmp_path):
     assert trainer.train().training_loss > 0
 
 
-def test_output_dir_with_checkpoints_is_refused_without_overwrite(tmp_path):
+def test_output_dir_with_checkpoints_is_reused_with_a_warning_or_emptied_with_overwrite(tmp_path, caplog):
+    import logging
+
     train_regression(tmp_path, save_strategy="steps", save_steps=8)
-    with pytest.raises(ValueError, match=re.escape("train(resume_from_checkpoint=True) to continue, set overwrite_output_dir=True")):
-        train_regression(tmp_path, save_strategy="steps", save_steps=8)
+    with caplog.at_level(logging.WARNING, logger="trainer"):
+        again = train_regression(tmp_path, save_strategy="steps", save_steps=8, max_steps=4)
+    assert again.state.global_step == 4 and "already holds checkpoints of an earlier run" in caplog.text
+    assert sorted(os.listdir(tmp_path / "out")) == ["checkpoint-16", "checkpoint-4", "checkpoint-8"]
     trainer = train_regression(tmp_path, save_strategy="steps", save_steps=8, overwrite_output_dir=True, max_steps=8)
     assert trainer.state.global_step == 8
+    assert sorted(os.listdir(tmp_path / "out")) == ["checkpoint-8"]
 
 
 def test_past_index_feeds_mems_back(tmp_path):

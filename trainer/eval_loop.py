@@ -129,7 +129,7 @@ def evaluation_loop(
     if totals[1].item() > 0:
         metrics["loss"] = (totals[0] / totals[1]).item()
     if description == "Evaluation":
-        seen.explain(trainer, metrics, expects_metrics=not loss_only and trainer.compute_metrics is not None)
+        seen.explain(trainer, expects_metrics=not loss_only and trainer.compute_metrics is not None)
     metrics = prefix_metrics(metrics, metric_key_prefix)
     return EvalLoopOutput(predictions=all_preds, label_ids=all_labels, metrics=metrics, num_samples=num_samples)
 
@@ -155,7 +155,7 @@ class _Seen:
         self.labelled = self.labelled or labels is not None or loss is not None
         self.predicted = self.predicted or logits is not None
 
-    def explain(self, trainer: Trainer, metrics: dict, expects_metrics: bool) -> None:
+    def explain(self, trainer: Trainer, expects_metrics: bool) -> None:
         """Warn (once per Trainer and cause) when the metrics miss what the evaluation should give."""
         if self.keys is not None and not self.labelled:
             names = trainer.label_names

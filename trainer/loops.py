@@ -28,7 +28,7 @@ from .data import close_workers, has_length, set_dataloader_epoch
 from .optim import num_warmup_steps, steps_on_metric
 from .optimizers_external import set_optimizer_mode
 from .outputs import TrainOutput
-from .preemption import EvaluationInterrupted, PreemptionHandler
+from .preemption import EvaluationInterrupted, PreemptionHandler, stop_requested
 from .rng_streams import seed_step
 from .speed_memory import speed_metrics
 
@@ -249,7 +249,7 @@ class TrainingLoop:
         if args.eval_on_start and state.global_step == 0:  # a sanity check, not a candidate for the best model
             trainer.evaluate()
         preemption.install()
-        trainer._preemption = preemption  # an evaluation reads it after each batch
+        trainer._preemption = preemption  # read after each step and each evaluation batch (stop_requested)
         try:
             end_epoch = first_epoch if self.complete else self.num_epochs  # a finished run takes no step
             for epoch in range(first_epoch, end_epoch):
@@ -317,7 +317,7 @@ class TrainingLoop:
                     control = fire("on_step_end")
                     if control.should_log or control.should_evaluate or control.should_save:
                         self.log_evaluate_save(model)
-                    if rt.reduce_any(preemption.requested):  # all ranks agree (a plain read when not distributed)
+                    if stop_requested(trainer):  # all ranks agree (a plain read when not distributed)
                         self.preempt()
                         break
                     if trainer.control.should_epoch_stop or trainer.control.should_training_stop:

@@ -24,6 +24,7 @@ Where every event fires (``Trainer.train``)::
         [log -> on_log] [evaluate -> on_evaluate] [save -> on_save]
       [final metrics: log -> on_log]
       on_train_end
+    push_to_hub() and every checkpoint pushed: on_push_begin
     evaluate(): on_prediction_step per batch, then on_evaluate
     predict():  on_prediction_step per batch, then on_predict
 
@@ -62,6 +63,7 @@ EVENTS = (
     "on_save",
     "on_log",
     "on_prediction_step",
+    "on_push_begin",
 )
 
 
@@ -229,9 +231,23 @@ class TrainerCallback:
     def on_prediction_step(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs):
         """After every evaluation or prediction batch."""
 
+    def on_push_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs):
+        """Before the output folder (or a checkpoint's files) is pushed to the Hub."""
 
-def _overrides(callback: TrainerCallback, event: str) -> bool:
-    base = getattr(TrainerCallback, event)
+
+def _callback_root(cls: type) -> type | None:
+    """The ``TrainerCallback`` base of ``cls``: ours, or transformers' for callbacks written for its Trainer
+    (they take the same arguments and run on this bus unchanged). None for anything else."""
+    for klass in cls.__mro__:
+        if klass is TrainerCallback or (
+            klass.__name__ == "TrainerCallback" and klass.__module__ == "transformers.trainer_callback"
+        ):
+            return klass
+    return None
+
+
+def _overrides(callback, event: str) -> bool:
+    base = getattr(_callback_root(type(callback)), event, None)
     return getattr(type(callback), event, base) is not base or event in vars(callback)
 
 
@@ -265,10 +281,10 @@ class CallbackHandler(TrainerCallback):
     # -- membership -------------------------------------------------------------------
     def add_callback(self, callback) -> None:
         cb = callback() if isinstance(callback, type) else callback
-        if not isinstance(cb, TrainerCallback):
+        if _callback_root(type(cb)) is None:
             raise TypeError(
                 f"callbacks must be TrainerCallback subclasses or instances, got {type(cb).__name__}; "
-                "subclass trainer.TrainerCallback"
+                "subclass trainer.TrainerCallback (transformers.TrainerCallback works too)"
             )
         cb_class = type(cb)
         if any(type(c) is cb_class for c in self.callbacks):
@@ -379,3 +395,6 @@ class CallbackHandler(TrainerCallback):
 
     def on_prediction_step(self, args, state, control, **kwargs):
         return self.call_event("on_prediction_step", args, state, control)
+
+    def on_push_begin(self, args, state, control, **kwargs):
+        return self.call_event("on_push_begin", args, state, control)

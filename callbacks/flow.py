@@ -5,7 +5,7 @@ It sets flags on :class:`TrainerControl` only; it logs nothing itself.
 | decision        | when                                                                    |
 |-----------------|-------------------------------------------------------------------------|
 | should_log      | step 1 if ``logging_first_step``; every ``logging_steps`` steps; epoch end with ``logging_strategy="epoch"`` |
-| should_evaluate | every ``eval_steps`` steps or at epoch end, once ``eval_delay`` has passed |
+| should_evaluate | every ``eval_steps`` steps or at epoch end, once ``eval_delay`` has passed; at the last step with ``eval_strategy="steps"`` |
 | should_save     | every ``save_steps`` steps or at epoch end; at the last step with ``save_strategy="steps"`` |
 | should_training_stop | when ``global_step`` reaches ``max_steps``                          |
 """
@@ -35,6 +35,8 @@ class DefaultFlowCallback(TrainerCallback):
             control.should_save = True
         if step >= state.max_steps:
             control.should_training_stop = True
+            if args.eval_strategy == IntervalStrategy.STEPS and args.eval_delay <= step:
+                control.should_evaluate = True  # the final model is evaluated, as transformers 5 does
             if args.save_strategy == SaveStrategy.STEPS:
                 control.should_save = True
         return control

@@ -70,11 +70,12 @@ def _is_model_file(name: str) -> bool:
 class HubPusher:
     """The run's Hub repo and its background pushes (main process only)."""
 
-    def __init__(self, args):
+    def __init__(self, args, before_push=None):
         from huggingface_hub import HfApi
         from huggingface_hub.utils import HFValidationError, validate_repo_id
 
         self.args = args
+        self.before_push = before_push  # called before each push is staged (the on_push_begin event)
         self.strategy = args.hub_strategy
         name = args.hub_model_id or os.path.basename(os.path.abspath(args.output_dir))
         try:
@@ -150,6 +151,8 @@ class HubPusher:
 
     # -- the uploads ------------------------------------------------------------------------------
     def _submit(self, files: dict[str, str], texts: dict[str, str], deletes: list[str], message: str) -> Future:
+        if self.before_push is not None:
+            self.before_push()
         os.makedirs(self._staging_root, exist_ok=True)
         staging = tempfile.mkdtemp(dir=self._staging_root)
         staged = {}

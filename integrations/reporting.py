@@ -11,6 +11,7 @@ import importlib
 import importlib.util
 import logging
 import numbers
+import os
 
 from callbacks import (
     DefaultFlowCallback,
@@ -25,12 +26,42 @@ from callbacks import (
 
 logger = logging.getLogger(__name__)
 
-# name -> (module that must be importable, pip package that provides it, "module:CallbackClass")
+# name -> (module that must be importable, pip package that provides it, "module:CallbackClass").
+# The first three are ours; the others are transformers' own integration callbacks, which run on this callback
+# bus unchanged (they need transformers installed beside the backend's package).
+_HF = "transformers.integrations.integration_utils:"
 REPORTING_INTEGRATIONS: dict[str, tuple[str, str, str]] = {
     "tensorboard": ("tensorboard", "tensorboard", "integrations.tensorboard:TensorBoardCallback"),
     "wandb": ("wandb", "wandb", "integrations.wandb:WandbCallback"),
     "mlflow": ("mlflow", "mlflow", "integrations.mlflow:MLflowCallback"),
+    "azure_ml": ("azureml.core.run", "azureml-core", _HF + "AzureMLCallback"),
+    "clearml": ("clearml", "clearml", _HF + "ClearMLCallback"),
+    "codecarbon": ("codecarbon", "codecarbon", _HF + "CodeCarbonCallback"),
+    "comet_ml": ("comet_ml", "comet-ml", _HF + "CometCallback"),
+    "dagshub": ("dagshub", "dagshub", _HF + "DagsHubCallback"),
+    "dvclive": ("dvclive", "dvclive", _HF + "DVCLiveCallback"),
+    "flyte": ("flytekit", "flytekit", _HF + "FlyteCallback"),
+    "kubeflow": ("transformers", "transformers", _HF + "KubeflowCallback"),  # talks to the server of its env vars
+    "neptune": ("neptune", "neptune", _HF + "NeptuneCallback"),
+    "swanlab": ("swanlab", "swanlab", _HF + "SwanLabCallback"),
+    "trackio": ("trackio", "trackio", _HF + "TrackioCallback"),
 }
+
+
+def _installed(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:  # a dotted name whose parent package is missing
+        return False
+
+
+def _available(name: str) -> bool:
+    """Whether ``report_to="all"`` includes backend ``name``: its package is installed (and transformers, for the
+    backends whose callback is transformers'); kubeflow only inside a Kubeflow TrainJob, as transformers decides."""
+    module, _, target = REPORTING_INTEGRATIONS[name]
+    if name == "kubeflow":
+        return _installed("transformers") and bool(os.environ.get("KUBEFLOW_TRAINER_SERVER_URL"))
+    return _installed(module) and (not target.startswith(_HF) or _installed("transformers"))
 
 
 def resolve_report_to(report_to) -> list[str]:
@@ -45,7 +76,7 @@ def resolve_report_to(report_to) -> list[str]:
     if names in (["none"], []):
         return []
     if names == ["all"]:
-        return [n for n, (module, _, _) in REPORTING_INTEGRATIONS.items() if importlib.util.find_spec(module)]
+        return [name for name in REPORTING_INTEGRATIONS if _available(name)]
     unknown = [n for n in names if n not in REPORTING_INTEGRATIONS]
     if unknown:
         valid = ", ".join(["none", "all", *REPORTING_INTEGRATIONS])
@@ -70,11 +101,14 @@ def reporting_callbacks(report_to) -> list:
     classes = []
     for name in resolve_report_to(report_to):
         module, package, target = REPORTING_INTEGRATIONS[name]
-        if importlib.util.find_spec(module) is None:
-            raise ImportError(
-                f"report_to includes {name!r} but the {package!r} package is not installed: pip install {package} "
-                f"(or remove {name!r} from report_to)"
-            )
+        hosted = target.startswith(_HF)
+        needed = {module: package, **({"transformers": "transformers"} if hosted else {})}
+        missing = [package for module, package in needed.items() if not _installed(module)]
+        if missing:
+            how = f" (its callback is transformers' {target.split(':')[1]})" if hosted else ""
+            which = " and ".join(repr(p) for p in missing) + (" package is" if len(missing) == 1 else " packages are")
+            raise ImportError(f"report_to includes {name!r}{how} but the {which} not installed: "
+                              f"pip install {' '.join(missing)} (or remove {name!r} from report_to)")
         module_name, class_name = target.split(":")
         classes.append(getattr(importlib.import_module(module_name), class_name))
     return classes

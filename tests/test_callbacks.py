@@ -39,7 +39,7 @@ def expected_events(*, samples, batch, accum, epochs, logging, logging_steps, ev
             step += 1
             if logging == "steps" and step % logging_steps == 0:
                 events.append("on_log")
-            if eval_s == "steps" and step % eval_steps == 0:
+            if eval_s == "steps" and (step % eval_steps == 0 or step == max_steps):  # the last step too
                 events += evaluation
             if save == "steps" and (step % save_steps == 0 or step == max_steps):
                 events.append("on_save")

@@ -50,14 +50,21 @@ def test_every_save_pushes_weights_config_tokenizer_and_card_in_order(tmp_path, 
     transformers = pytest.importorskip("transformers")
     from tests.test_transformers import build_tokenizer, tiny_bert, tokenized
 
+    class PushSteps(transformers.TrainerCallback):  # written for transformers' Trainer, unchanged
+        steps: list = []
+
+        def on_push_begin(self, args, state, control, **kwargs):
+            self.steps.append(state.global_step)
+
     tokenizer = build_tokenizer(tmp_path)
     args = hub_args(tmp_path, hub_always_push=True, eval_strategy="steps", eval_steps=2, learning_rate=1e-3)
     trainer = Trainer(tiny_bert(tokenizer), args, train_dataset=tokenized(tokenizer, 48, 0),
-                      eval_dataset=tokenized(tokenizer, 16, 1), processing_class=tokenizer)
+                      eval_dataset=tokenized(tokenizer, 16, 1), processing_class=tokenizer, callbacks=[PushSteps])
     trainer.train()  # saves at steps 2, 4, 6: every push queued (hub_always_push)
     assert commits(hub) == [f"Training in progress, step {s}" for s in (2, 4, 6)]
     trainer.push_to_hub(finetuned_from="prajjwal1/bert-tiny", dataset="toy-reviews")
     assert commits(hub)[-1] == "End of training" and trainer.hub_push_failures == []
+    assert PushSteps.steps == [2, 4, 6, 6]  # on_push_begin before every push
     files = hub.files("alice/tiny-run")
     assert {"model.safetensors", "config.json", "tokenizer.json", "tokenizer_config.json", "README.md",
             "training_args.json"} <= set(files)

@@ -312,8 +312,10 @@ class TrainingLoop:
                     state.global_step += 1
                     if empty_cache_every and state.global_step % empty_cache_every == 0:
                         torch.cuda.empty_cache()
-                    # an iterable dataset's length is unknown: its epoch counts completed passes
-                    state.epoch = epoch + update / self.updates_per_epoch if self.updates_per_epoch else float(epoch)
+                    # the fraction of the epoch's batches consumed (as transformers counts it: with accumulation
+                    # it is not update / updates_per_epoch); an iterable's epoch counts completed passes
+                    state.epoch = (epoch + min(update * accum, self.batches_per_epoch) / self.batches_per_epoch
+                                   if self.updates_per_epoch else float(epoch))
                     control = fire("on_step_end")
                     if control.should_log or control.should_evaluate or control.should_save:
                         self.log_evaluate_save(model)

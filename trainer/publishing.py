@@ -23,7 +23,9 @@ class Publisher:
         if self.hub is None:
             from integrations.hub import HubPusher
 
-            self.hub = HubPusher(self.trainer.args)
+            trainer = self.trainer
+            self.hub = HubPusher(trainer.args, before_push=lambda: trainer.callback_handler.on_push_begin(
+                trainer.args, trainer.state, trainer.control))
         return self.hub
 
     # -- the events of a run that push --------------------------------------------------

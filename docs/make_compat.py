@@ -133,7 +133,8 @@ def render() -> str:
     refused = d["optim_refused"]
     lines += ["", f"### `optim` names accepted but refused here ({len(refused)})", "",
               "Refused when the arguments are checked: `ImportError` naming the package when it is not installed, "
-              "`NotImplementedError` when it is but the optimizer is not integrated yet.", ""]
+              "`NotImplementedError` when it is but the optimizer cannot work with this Trainer here (the error says why: the "
+              "layer-wise and LOMO variants step outside the optimizer step; `galore_adamw_8bit` needs CUDA).", ""]
     lines += [", ".join(f"`{n}` ({kind})" for n, kind, _ in refused) or "None."]
     for kind, title in (("trainer", "`Trainer` methods only in transformers"),
                         ("optim", "`optim` names only in transformers"),

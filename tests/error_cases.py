@@ -310,6 +310,15 @@ CASES: list[ErrorCase] = [
               lambda tmp: _args(warmup_ratio=1.5)),
     ErrorCase("arguments", "`optim=\"adam\"`", ValueError, "optim='adam' is not a known optimizer; choose from: "
               "adamw_torch, adamw_torch_fused", lambda tmp: _args(optim="adam")),
+    ErrorCase("arguments", "`optim=\"galore_adamw\"` without `optim_target_modules`", ValueError,
+              "optim='galore_adamw' projects the weights of the linear layers optim_target_modules names: set "
+              "optim_target_modules", lambda tmp: _args(optim="galore_adamw")),
+    ErrorCase("arguments", "`optim=\"galore_adamw_layerwise\"`", NotImplementedError,
+              "optim='galore_adamw_layerwise' (galore-torch) is not supported: the layer-wise variant steps each "
+              "parameter from a gradient hook", lambda tmp: _args(optim="galore_adamw_layerwise")),
+    ErrorCase("arguments", "`report_to=[\"neptune\"]` without the neptune package", ImportError,
+              "report_to includes 'neptune' (its callback is transformers' NeptuneCallback) but the 'neptune' "
+              "package is not installed: pip install neptune", lambda tmp: regression_trainer(tmp, report_to=["neptune"])),
     ErrorCase("arguments", "`lr_scheduler_type=\"warmup\"`", ValueError,
               "lr_scheduler_type='warmup' is not a known schedule; choose from: linear",
               lambda tmp: _args(lr_scheduler_type="warmup")),

@@ -210,3 +210,10 @@ def test_no_secret_reaches_any_file_log_card_or_repr(tmp_path, hub, caplog, caps
     out = capsys.readouterr()
     for secret in (TOKEN, wandb_key):
         assert secret not in out.out + out.err and secret not in caplog.text
+
+
+def test_init_hf_repo_creates_the_repo_with_the_token_given(tmp_path, hub):
+    trainer = Trainer(RegressionModel(), regression_args(tmp_path, hub_model_id="made-later"))
+    assert trainer.hub_model_id is None  # push_to_hub=False: no repo yet
+    trainer.init_hf_repo(token=TOKEN)
+    assert trainer.hub_model_id == "alice/made-later" and "alice/made-later" in hub.repos

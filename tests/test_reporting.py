@@ -61,6 +61,53 @@ def test_report_to_a_backend_not_installed_says_what_to_install(tmp_path, monkey
     assert "wandb" not in resolve_report_to("all")  # 'all': the installed ones
 
 
+def test_report_to_every_transformers_backend_name_with_its_package_named_when_missing(tmp_path, monkeypatch):
+    pytest.importorskip("transformers")
+    from transformers.integrations.integration_utils import INTEGRATION_TO_CALLBACK
+
+    from integrations.reporting import REPORTING_INTEGRATIONS
+
+    assert set(REPORTING_INTEGRATIONS) == set(INTEGRATION_TO_CALLBACK)
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "neptune" else real(name, *a))
+    with pytest.raises(ImportError, match="report_to includes 'neptune' \\(its callback is transformers' "
+                                          "NeptuneCallback\\) but the 'neptune' package is not installed: "
+                                          "pip install neptune"):
+        Trainer(RegressionModel(), regression_args(tmp_path, report_to=["neptune"]))
+
+
+def test_dvclive_through_transformers_callback_holds_the_logged_history(tmp_path, monkeypatch):
+    """report_to='dvclive' runs transformers' DVCLiveCallback unchanged; its files hold our log_history."""
+    pytest.importorskip("transformers")
+    pytest.importorskip("dvclive")
+    monkeypatch.chdir(tmp_path)  # dvclive writes ./dvclive (outside a git repo: no experiment is saved)
+    trainer = logging_run(tmp_path, "dvclive")
+    assert "DVCLiveCallback" in trainer.callback_handler.callback_list
+    trainer.train()
+    rows = (tmp_path / "dvclive" / "plots" / "metrics" / "loss.tsv").read_text().splitlines()
+    assert rows[0].split("\t") == ["step", "loss"]
+    logged = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    assert [float(r.split("\t")[1]) for r in rows[1:]] == pytest.approx(logged, rel=1e-6)
+    evals = (tmp_path / "dvclive" / "plots" / "metrics" / "eval" / "loss.tsv").read_text().splitlines()[1:]
+    assert [float(r.split("\t")[1]) for r in evals] == pytest.approx(
+        [h["eval_loss"] for h in trainer.state.log_history if "eval_loss" in h], rel=1e-6)
+    params = (tmp_path / "dvclive" / "params.yaml").read_text()
+    assert "learning_rate: 0.1" in params and "logging_steps: 2" in params  # our TrainingArguments.to_dict()
+
+
+def test_codecarbon_through_transformers_callback_writes_the_emissions_of_the_run(tmp_path, monkeypatch):
+    pytest.importorskip("transformers")
+    pytest.importorskip("codecarbon")
+    monkeypatch.setenv("CODECARBON_LOG_LEVEL", "error")
+    trainer = logging_run(tmp_path, ["codecarbon"])  # its tracker starts in on_init_end, in output_dir
+    trainer.train()
+    import csv
+
+    with open(tmp_path / "out" / "emissions.csv", newline="") as f:
+        (row,) = list(csv.DictReader(f))
+    assert float(row["duration"]) > 0 and float(row["energy_consumed"]) >= 0
+
+
 # -- TensorBoard --------------------------------------------------------------------------------
 def test_tensorboard_event_files_hold_log_history(tmp_path):
     pytest.importorskip("tensorboard")

@@ -149,7 +149,7 @@ def check_arguments(args) -> None:
     if args.optim not in ALL_OPTIMIZER_NAMES:
         raise ValueError(f"optim={args.optim!r} is not a known optimizer; choose from: {', '.join(ALL_OPTIMIZER_NAMES)}")
     if args.optim not in OPTIMIZER_NAMES:  # another library's: installed and integrated, or refused now
-        check_external_optimizer(args.optim)
+        check_external_optimizer(args.optim, args)
     if args.optim_args:
         parse_optim_args(args.optim_args)
     if args.lr_scheduler_type not in SCHEDULER_NAMES:
@@ -222,7 +222,6 @@ NOT_SUPPORTED = {
     "eval_use_gather_object": "only tensor predictions are gathered across processes",
     "debug": "transformers' debug options are not supported; nonfinite_loss='stop' stops at the first nan/inf loss",
     "neftune_noise_alpha": "NEFTune is not supported yet",
-    "optim_target_modules": "the GaLore/APOLLO optimizers it is for are not available",
 }
 # accelerator_config keys and the value trainforge works with (it builds its own dataloaders and sharding)
 ACCELERATOR_DEFAULTS = {"split_batches": False, "dispatch_batches": None, "even_batches": True,

@@ -238,16 +238,15 @@ def numpy_array_globals() -> list:
     return [core.multiarray._reconstruct, np.ndarray, np.dtype, *dtypes]
 
 
-def safe_torch_load(path: str, what: str, numpy_arrays: bool = False):
-    """``torch.load(weights_only=True)``: tensors and plain containers only (numpy arrays too with
-    ``numpy_arrays``), never arbitrary objects."""
+def safe_torch_load(path: str, what: str, allowed: list | tuple = ()):
+    """``torch.load(weights_only=True)``: tensors and plain containers only, never arbitrary objects; ``allowed``
+    lists the classes (and functions) that may be rebuilt besides: the numpy array reconstructor of a
+    transformers RNG file, the projector objects a GaLore/APOLLO optimizer state holds."""
     import pickle
 
     try:
-        if numpy_arrays:
-            with torch.serialization.safe_globals(numpy_array_globals()):
-                return torch.load(path, map_location="cpu", weights_only=True)
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with torch.serialization.safe_globals(list(allowed)):
+            return torch.load(path, map_location="cpu", weights_only=True)
     except (EOFError, RuntimeError) as e:
         if isinstance(e, EOFError) or any(s in str(e) for s in ("zip archive", "central directory", "Stream")):
             raise ValueError(f"{path} is damaged or truncated ({str(e).splitlines()[0] or 'end of file'}): "

@@ -35,6 +35,7 @@ from typing import Any
 from callbacks import TrainerState
 
 from . import checkpoint as ckpt
+from .optimizers_external import RESUME_CAVEATS, optimizer_state_classes
 from .resume import earlier_checkpoint, restore_callback_states, warn_changed_arguments
 
 logger = logging.getLogger(__name__)
@@ -314,10 +315,14 @@ def _optimizer_errors(trainer, path: str, load) -> None:
                          f"({type(trainer.optimizer).__name__}): {e}") from e
 
 
-def optimizer_mismatch(saved, optimizer, saved_args: dict | None, args) -> str | None:
-    """Why the optimizer state ``saved`` does not fit ``optimizer``, or None. A state fits when its
-    parameter groups hold no hyperparameter this optimizer lacks: a newer torch adds keys to an
-    optimizer (its defaults fill them), another optimizer has keys of its own."""
+def optimizer_mismatch(saved, optimizer, saved_args: dict | None, args, from_args: bool = True) -> str | None:
+    """Why the optimizer state ``saved`` does not fit ``optimizer``, or None. The optimizer built from the same
+    ``optim`` it was saved by fits (some add group keys as they step). Otherwise a state fits when its parameter
+    groups hold no hyperparameter this optimizer lacks: a newer torch adds keys to an optimizer (its defaults fill
+    them), another optimizer has keys of its own. ``from_args``: the optimizer was built from ``args.optim``."""
+    saved_optim = (saved_args or {}).get("optim")
+    if from_args and saved_optim == args.optim:
+        return None
     groups = saved.get("param_groups") if isinstance(saved, dict) else None
     current = getattr(optimizer, "param_groups", None)
     if not groups or not current or not all(isinstance(g, dict) for g in groups):
@@ -327,7 +332,6 @@ def optimizer_mismatch(saved, optimizer, saved_args: dict | None, args) -> str |
     if not foreign:
         return None
     ours = type(getattr(optimizer, "optimizer", optimizer)).__name__  # an engine's wrapper holds the torch one
-    saved_optim = (saved_args or {}).get("optim")
     if saved_optim and saved_optim != args.optim:
         by = f"optim={saved_optim!r}"
         fix = f"resume with optim={saved_optim!r} as it was saved"
@@ -411,12 +415,20 @@ class OptimizerPart(Part):
     def check(self, checkpoint: Checkpoint, state) -> None:
         """The saved state is another optimizer's (hyperparameters this one does not have, such as SGD's
         ``momentum`` in an Adam state): torch would load it and fail at the first step with a bare KeyError."""
-        message = optimizer_mismatch(state, self.trainer.optimizer, checkpoint.saved_args, self.trainer.args)
+        trainer = self.trainer
+        message = optimizer_mismatch(state, trainer.optimizer, checkpoint.saved_args, trainer.args,
+                                     from_args=not trainer._user_optimizer)
         if message:
             raise ValueError(f"{checkpoint.path}: {message}")
 
+    def read(self, path: str):
+        """The state, with the objects the optimizer of ``optim`` keeps in it allowed (GaLore's projectors)."""
+        return ckpt.safe_torch_load(path, self.what, optimizer_state_classes(self.trainer.args.optim))
+
     def load_state_dict(self, state) -> None:
         trainer = self.trainer
+        if trainer.args.optim in RESUME_CAVEATS and not trainer._user_optimizer:
+            logger.warning("Resuming with optim=%r: %s", trainer.args.optim, RESUME_CAVEATS[trainer.args.optim])
         state = merged_decay_groups(state, trainer.optimizer, trainer.model)
         _optimizer_errors(trainer, trainer._resume_path, lambda: trainer.runtime.strategy.load_optimizer_state(
             trainer.optimizer, state))
@@ -538,7 +550,7 @@ class RngPart(Part):
 
     def read(self, path: str):
         """A transformers checkpoint keeps numpy's state as an array: allowed, as arrays only."""
-        return ckpt.safe_torch_load(path, self.what, numpy_arrays=True)
+        return ckpt.safe_torch_load(path, self.what, ckpt.numpy_array_globals())
 
     def load_state_dict(self, state: dict) -> None:
         self.loop.pending_rng = state
@@ -553,8 +565,8 @@ class DataPositionPart(Part):
         self.loop = loop
 
     def state_dict(self):
-        dataloader = getattr(self.loop, "dataloader", None)
-        return dataloader.state_dict() if dataloader is not None else None
+        position = getattr(getattr(self.loop, "dataloader", None), "state_dict", None)  # a custom loader may lack it
+        return position() if position is not None else None
 
     def load_state_dict(self, state) -> None:
         self.loop.pending_data_position = state

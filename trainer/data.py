@@ -11,6 +11,7 @@ import inspect
 import logging
 import math
 import operator
+import sys
 import warnings
 from collections.abc import Mapping
 from typing import Any
@@ -413,7 +414,7 @@ def build_dataloader(
     if isinstance(dataset, IterableDataset):
         if num_replicas > 1:
             dataset = IterableDatasetShard(dataset, num_replicas, rank)
-        return _tag(loader_class(dataset, **common), epoch_seed)
+        return _tag(loader_class(dataset, **common), epoch_seed, batch_size * num_replicas)
     if train:
         if args.group_by_length:
             lengths = sample_lengths(dataset, args.length_column_name)
@@ -425,16 +426,17 @@ def build_dataloader(
         if not common["num_workers"] and len(dataset):  # the main process fetches: seed what the data draws from
             batches.streams = global_streams_used(dataset)
         del common["batch_size"]
-        return _tag(loader_class(dataset, batch_sampler=batches, **common), epoch_seed)
+        return _tag(loader_class(dataset, batch_sampler=batches, **common), epoch_seed, batch_size * num_replicas)
     if num_replicas > 1:
         sampler = EvalShardSampler(len(dataset), batch_size, num_replicas, rank)
     else:
         sampler = EpochSeededSampler(len(dataset), epoch_seed, shuffle=False)
-    return _tag(loader_class(dataset, sampler=sampler, **common), epoch_seed)
+    return _tag(loader_class(dataset, sampler=sampler, **common), epoch_seed, batch_size * num_replicas)
 
 
-def _tag(loader: DataLoader, epoch_seed: int) -> DataLoader:
+def _tag(loader: DataLoader, epoch_seed: int, total_batch_size: int) -> DataLoader:
     loader.epoch_seed = epoch_seed
+    loader.total_batch_size = total_batch_size  # over all processes, as accelerate's prepared loaders have it
     return loader
 
 
@@ -480,6 +482,44 @@ def has_length(dataloader) -> bool:
         return len(dataloader) is not None
     except (TypeError, NotImplementedError):
         return False
+
+
+def epoch_plan(args, dataloader) -> tuple[int | None, int | None, int, int]:
+    """``(batches per epoch, optimizer steps per epoch, max_steps, epochs)`` of a training run over
+    ``dataloader``; the first two are None for a dataloader without a length (``max_steps`` must be set), whose
+    epochs are unbounded (``sys.maxsize``)."""
+    accum = args.gradient_accumulation_steps
+    if has_length(dataloader):
+        batches = len(dataloader)
+        updates = max(1, math.ceil(batches / accum))
+        if args.max_steps > 0:
+            return batches, updates, args.max_steps, math.ceil(args.max_steps / updates)
+        return batches, updates, math.ceil(args.num_train_epochs * updates), math.ceil(args.num_train_epochs)
+    if args.max_steps <= 0:
+        raise ValueError(
+            "the training dataset has no length (an IterableDataset), so the number of steps is unknown: "
+            "set TrainingArguments(max_steps=N)"
+        )
+    return None, None, args.max_steps, sys.maxsize
+
+
+class SkippedBatches:
+    """``dataloader`` without its first ``num_batches`` batches, which are read and dropped (the default of
+    ``Trainer.get_resumed_dataloader``, for a resume whose checkpoint has no dataloader state)."""
+
+    def __init__(self, dataloader, num_batches: int):
+        self.dataloader = dataloader
+        self.num_batches = num_batches
+
+    def __len__(self) -> int:
+        return max(0, len(self.dataloader) - self.num_batches)
+
+    def __iter__(self):
+        iterator = iter(self.dataloader)
+        for _ in range(self.num_batches):
+            if next(iterator, None) is None:
+                break
+        return iterator
 
 
 def to_device(inputs, device):

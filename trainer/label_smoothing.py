@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 
 import torch
@@ -27,3 +28,17 @@ class LabelSmoother:
             ignore_index=self.ignore_index,
             label_smoothing=self.epsilon,
         )
+
+
+def label_smoother_for(args, model) -> LabelSmoother | None:
+    """The Trainer's label smoother: None without ``label_smoothing_factor``, and (with a warning) for a
+    multi-label classifier, whose multi-hot labels smoothing does not apply to."""
+    factor = args.label_smoothing_factor
+    if not factor:
+        return None
+    if getattr(getattr(model, "config", None), "problem_type", None) == "multi_label_classification":
+        warnings.warn(f"label_smoothing_factor={factor} is not applied: the model is a multi-label classifier "
+                      "(config.problem_type='multi_label_classification') and trains with its own loss; "
+                      "set label_smoothing_factor=0 to silence this", UserWarning, stacklevel=3)
+        return None
+    return LabelSmoother(factor)

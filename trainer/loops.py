@@ -10,7 +10,6 @@ syncs (``.item()``) only when a log, an evaluation or a save is due.
 from __future__ import annotations
 
 import logging
-import math
 import sys
 import time
 from collections.abc import Mapping
@@ -24,7 +23,7 @@ from . import checkpoint as ckpt
 from .arguments import resolve_steps
 from .checkpoint import list_checkpoints, restore_rng_state
 from .checkpointing import loop_parts
-from .data import close_workers, has_length, set_dataloader_epoch
+from .data import close_workers, epoch_plan, has_length, set_dataloader_epoch
 from .optim import num_warmup_steps, steps_on_metric
 from .optimizers_external import set_optimizer_mode
 from .outputs import TrainOutput
@@ -137,29 +136,9 @@ class TrainingLoop:
 
     # -- sizes ----------------------------------------------------------------------------
     def plan(self, dataloader) -> None:
-        args = self.args
-        accum = args.gradient_accumulation_steps
-        rt = self.trainer.runtime
-        self.total_batch_size = self.batch_size * accum * rt.num_processes
-        if has_length(dataloader):
-            self.batches_per_epoch = len(dataloader)
-            self.updates_per_epoch = max(1, math.ceil(self.batches_per_epoch / accum))
-            if args.max_steps > 0:
-                self.max_steps = args.max_steps
-                self.num_epochs = math.ceil(self.max_steps / self.updates_per_epoch)
-            else:
-                self.max_steps = math.ceil(args.num_train_epochs * self.updates_per_epoch)
-                self.num_epochs = math.ceil(args.num_train_epochs)
-        else:
-            if args.max_steps <= 0:
-                raise ValueError(
-                    "the training dataset has no length (an IterableDataset), so the number of steps is unknown: "
-                    "set TrainingArguments(max_steps=N)"
-                )
-            self.batches_per_epoch = None
-            self.updates_per_epoch = None
-            self.max_steps = args.max_steps
-            self.num_epochs = sys.maxsize
+        self.total_batch_size = self.batch_size * self.args.gradient_accumulation_steps * self.trainer.runtime.num_processes
+        self.batches_per_epoch, self.updates_per_epoch, self.max_steps, self.num_epochs = epoch_plan(self.args,
+                                                                                                     dataloader)
 
     def new_state(self) -> TrainerState:
         args, trainer = self.args, self.trainer
@@ -194,8 +173,11 @@ class TrainingLoop:
             if args.ignore_data_skip:
                 logger.info("Resuming at epoch %d step %d; ignore_data_skip=True: the epoch's data starts over",
                             epoch, update)
-            elif self.pending_data_position is None:
-                logger.warning("%s has no dataloader state: the epoch's data starts over", self.resume_path)
+            elif self.pending_data_position is None:  # e.g. a transformers checkpoint
+                skip = update * args.gradient_accumulation_steps
+                logger.warning("%s has no dataloader state: the epoch's first %d batches are read and dropped "
+                               "(Trainer.get_resumed_dataloader)", self.resume_path, skip)
+                return iter(self.trainer.get_resumed_dataloader(dataloader, skip))
             else:
                 dataloader.load_state_dict(self.pending_data_position)
                 dataset = getattr(dataloader, "dataset", None)
@@ -508,7 +490,7 @@ def run_training(trainer: Trainer, batch_size: int) -> TrainOutput:
     loop.plan(train_dataloader)
     if loop.batches_per_epoch == 0:
         raise ValueError(
-            f"the training dataloader has no batch: {len(train_dataloader.dataset)} samples, batch size "
+            f"the training dataloader has no batch: {trainer.num_examples(train_dataloader)} samples, batch size "
             f"{batch_size}, dataloader_drop_last={args.dataloader_drop_last}"
         )
     rt = trainer.runtime
@@ -559,7 +541,7 @@ def run_training(trainer: Trainer, batch_size: int) -> TrainOutput:
 
     logger.info(
         "Training: %s samples/epoch, %s epochs, batch %s per device x %s accumulation x %s processes, %s steps",
-        len(train_dataloader.dataset) if has_length(train_dataloader.dataset) else "?",
+        trainer.num_examples(train_dataloader) if has_length(train_dataloader) else "?",
         loop.num_epochs,
         batch_size,
         args.gradient_accumulation_steps,

@@ -35,7 +35,7 @@ from functools import partial
 import torch
 from torch import nn
 
-from .optimizers_external import EXTERNAL_OPTIMIZERS, external_optimizer_class_and_kwargs
+from .optimizers_external import EXTERNAL_OPTIMIZERS, LOW_RANK, external_optimizer_class_and_kwargs, low_rank_groups
 
 OPTIMIZER_NAMES = ("adamw_torch", "adamw_torch_fused", "adafactor", "sgd", "adagrad", "rmsprop")
 
@@ -141,8 +141,8 @@ def optimizer_class_and_kwargs(args) -> tuple[type, dict]:
         cls, kwargs = torch.optim.Adagrad, {"lr": args.learning_rate}
     elif name == "rmsprop":
         cls, kwargs = torch.optim.RMSprop, {"lr": args.learning_rate}
-    elif name in EXTERNAL_OPTIMIZERS:
-        cls, kwargs = external_optimizer_class_and_kwargs(name, args)
+    elif name in EXTERNAL_OPTIMIZERS:  # optim_args are applied there
+        return external_optimizer_class_and_kwargs(name, args, parse_optim_args(args.optim_args))
     else:
         raise ValueError(f"optim={name!r} is not a known optimizer; choose from: {', '.join(ALL_OPTIMIZER_NAMES)}")
     kwargs.update(parse_optim_args(args.optim_args))
@@ -160,7 +160,10 @@ def _adafactor(args) -> tuple[type, dict]:
 def create_optimizer(model: nn.Module, args) -> torch.optim.Optimizer:
     """The optimizer named by ``args.optim`` over :func:`parameter_groups`."""
     cls, kwargs = optimizer_class_and_kwargs(args)
-    return cls(parameter_groups(model, args.weight_decay), **kwargs)
+    groups = parameter_groups(model, args.weight_decay)
+    if args.optim in LOW_RANK:  # GaLore / APOLLO: the targeted weights get a group with the projection settings
+        groups = low_rank_groups(args.optim, model, args, groups, parse_optim_args(args.optim_args))
+    return cls(groups, **kwargs)
 
 
 # -- schedules ----------------------------------------------------------------------------

@@ -19,12 +19,20 @@ class Publisher:
         if trainer.args.push_to_hub and trainer.is_world_process_zero():
             self._open_repo()
 
-    def _open_repo(self):
+    def _open_repo(self, token: str | None = None, private: bool | None = None):
+        """The Hub repo (created if missing), with the arguments' token and visibility unless given."""
         if self.hub is None:
+            import copy
+
             from integrations.hub import HubPusher
 
             trainer = self.trainer
-            self.hub = HubPusher(trainer.args, before_push=lambda: trainer.callback_handler.on_push_begin(
+            args = trainer.args
+            if token is not None or private is not None:
+                args = copy.copy(args)
+                args.hub_token = token if token is not None else args.hub_token
+                args.hub_private_repo = private if private is not None else args.hub_private_repo
+            self.hub = HubPusher(args, before_push=lambda: trainer.callback_handler.on_push_begin(
                 trainer.args, trainer.state, trainer.control))
         return self.hub
 

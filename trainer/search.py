@@ -55,7 +55,7 @@ class Search:
     def begin_trial(self, trial) -> None:
         """At ``train(trial=...)``: the trial's hyperparameters applied to a fresh copy of the arguments, and
         what the Trainer derives from the arguments rebuilt."""
-        from .label_smoothing import LabelSmoother
+        from .label_smoothing import label_smoother_for
 
         self.trial = trial
         self.trial_params = self.backend.params(trial, self.hp_space)
@@ -63,8 +63,7 @@ class Search:
         trainer = self.trainer
         trainer.args = apply_hyperparameters(self.base_args, self.trial_params, trial_dir)
         trainer._train_batch_size = trainer.args.train_batch_size
-        smoothing = trainer.args.label_smoothing_factor
-        trainer.label_smoother = LabelSmoother(smoothing) if smoothing else None
+        trainer.label_smoother = label_smoother_for(trainer.args, trainer.model)
 
     def mark_state(self, state) -> None:
         """Tell callbacks (through ``TrainerState``) which trial runs."""

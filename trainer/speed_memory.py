@@ -10,7 +10,9 @@
 | ``{split}_mem_gpu_alloc_delta``     | CUDA allocated at the end minus at the start    |
 | ``{split}_mem_gpu_peaked_delta``    | CUDA peak above the end value                   |
 
-Memory metrics come from psutil and are off unless ``skip_memory_metrics=False``.
+Memory metrics come from psutil and are off unless ``skip_memory_metrics=False``. As in transformers, the
+creation of the Trainer is measured too (``init_mem_*``, and ``before_init_mem_cpu``, the RSS it started at) and
+reported with the first train/evaluate/predict call; evaluate() returns its memory metrics but does not log them.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ class MemoryTracker:
         self.skip = skip
         self._stop = threading.Event()
         self._thread = None
+        self._init_metrics: dict | None = None  # the Trainer's creation, added to the first split measured after
 
     def start(self) -> None:
         if self.skip:
@@ -60,11 +63,26 @@ class MemoryTracker:
             self._peak = max(self._peak, self._process.memory_info().rss)
 
     def stop_and_update(self, split: str, metrics: dict) -> None:
+        """End the measurement; add ``{split}_mem_*`` to ``metrics``. Split "init" (the Trainer's creation) is
+        kept and added, with ``before_init_mem_cpu``, to the metrics of the first split measured after it."""
         if self.skip or self._thread is None:
             return
         self._stop.set()
         self._thread.join()
         self._thread = None
+        if split == "init":
+            self._init_metrics = {}
+            self._update(split, self._init_metrics)
+            self._init_metrics["before_init_mem_cpu"] = self._begin
+            if self._cuda:
+                self._init_metrics["before_init_mem_gpu"] = self._gpu_begin
+            return
+        if self._init_metrics:
+            metrics.update(self._init_metrics)
+            self._init_metrics = {}
+        self._update(split, metrics)
+
+    def _update(self, split: str, metrics: dict) -> None:
         end = self._process.memory_info().rss
         self._peak = max(self._peak, end)
         metrics[f"{split}_mem_cpu_alloc_delta"] = end - self._begin

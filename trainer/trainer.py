@@ -44,7 +44,7 @@ from .data import (
 )
 from .eval_loop import empty_dataset_message, evaluation_loop, prediction_step
 from .faults import bad_loss_error, call_model, check_trainable, explain_training_error, no_loss_message
-from .label_smoothing import LabelSmoother
+from .label_smoothing import label_smoother_for
 from .loops import run_training
 from .metric_forms import metrics_form
 from .optim import create_optimizer, get_scheduler, num_warmup_steps, steps_on_metric
@@ -113,6 +113,8 @@ class Trainer(TrainerApi):
             args = TrainingArguments.converted(args)  # transformers' own: converted with a warning
         args.validate()
         self.args = args
+        self._memory_tracker = MemoryTracker(args.skip_memory_metrics)
+        self._memory_tracker.start()  # what building the Trainer takes: reported with the first train/eval/predict
         self.runtime = Runtime(args)
         configure_logging(args, self.runtime)
         if processing_class is not None and tokenizer is not None and processing_class is not tokenizer:
@@ -155,7 +157,7 @@ class Trainer(TrainerApi):
         self._resume_path = None
         self.last_saved_step = None
         self.label_names = args.label_names or find_label_names(model)
-        self.label_smoother = LabelSmoother(args.label_smoothing_factor) if args.label_smoothing_factor else None
+        self.label_smoother = label_smoother_for(args, self.model)
         self._compute_loss_takes_num_items = _accepts_kwarg(self.compute_loss, "num_items_in_batch")
         self.current_gradient_accumulation_steps = args.gradient_accumulation_steps
         self._train_batch_size = args.train_batch_size
@@ -164,7 +166,6 @@ class Trainer(TrainerApi):
         self._past = None  # outputs[past_index] of the last step, fed back as `mems` (past_index >= 0)
         self._preemption = None  # the signal handler while train() runs (an evaluation stops at its flag)
         self._earlier_run = EarlierRun()  # checkpoints an earlier run left in output_dir (resume.py)
-        self._memory_tracker = MemoryTracker(args.skip_memory_metrics)
         self._search = None  # the running hyperparameter_search's Search (trainer/search.py), else None
 
         self.callback_handler = CallbackHandler(
@@ -179,11 +180,14 @@ class Trainer(TrainerApi):
         for part in trainer_parts(self):
             self.checkpointer.register(part)
         self.publisher = Publisher(self)  # the Hub repo, created now with push_to_hub (trainer/publishing.py)
+        if args.should_save:  # made (and proved writable) now: callbacks may write there from on_init_end
+            ckpt.check_output_dir(args.output_dir)
         self.state = TrainerState(
             is_local_process_zero=self.is_local_process_zero(), is_world_process_zero=self.is_world_process_zero()
         )
         self.control = TrainerControl()
         self.control = self.callback_handler.on_init_end(self.args, self.state, self.control)
+        self._memory_tracker.stop_and_update("init", {})
 
     def __getstate__(self) -> dict:
         """Picklable (Ray Tune ships the Trainer to its workers): the runtime and the memory sampler are
@@ -552,6 +556,8 @@ class Trainer(TrainerApi):
         if self.state.epoch is not None:  # returned with the metrics, as transformers' evaluate() does
             metrics["epoch"] = self.state.epoch
         self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics=metrics)
+        if not self.is_in_train:  # memory metrics are returned, not logged (as transformers does)
+            self._memory_tracker.stop_and_update(metric_key_prefix, metrics)
         return metrics
 
     def predict(self, test_dataset: Dataset, ignore_keys: list[str] | None = None,
@@ -559,21 +565,21 @@ class Trainer(TrainerApi):
         """Predictions, labels (when the dataset has them) and metrics over ``test_dataset``."""
         output, metrics = self._measured_loop(self.get_test_dataloader(test_dataset), "Prediction", ignore_keys,
                                               metric_key_prefix)
+        if not self.is_in_train:
+            self._memory_tracker.stop_and_update(metric_key_prefix, metrics)
         self.control = self.callback_handler.on_predict(self.args, self.state, self.control, metrics=metrics)
         return PredictionOutput(output.predictions, output.label_ids, metrics)
 
     def _measured_loop(self, dataloader, description: str, ignore_keys, prefix: str) -> tuple[EvalLoopOutput, dict]:
-        """The evaluation loop plus speed metrics (and memory metrics outside training)."""
-        track_memory = not self.is_in_train
-        if track_memory:
+        """The evaluation loop plus speed metrics; outside training it starts the memory measurement, which
+        the caller ends."""
+        if not self.is_in_train:
             self._memory_tracker.start()
         start = time.perf_counter()
         output = self.evaluation_loop(dataloader, description, None, ignore_keys, prefix)
         metrics = dict(output.metrics)
         batches = len(dataloader) if has_length(dataloader) else None
         metrics.update(speed_metrics(prefix, start, output.num_samples, batches))
-        if track_memory:
-            self._memory_tracker.stop_and_update(prefix, metrics)
         return output, metrics
 
     def evaluation_loop(self, dataloader, description: str, prediction_loss_only: bool | None = None,

@@ -11,7 +11,7 @@ import datetime
 import torch
 from torch import nn
 
-from .data import has_length
+from .data import SkippedBatches, epoch_plan, has_length
 from .optim import decay_parameter_names, optimizer_class_and_kwargs
 
 
@@ -112,3 +112,65 @@ class TrainerApi:
         if num_items is not None and device is not None:
             num_items = num_items.to(device)
         return batches, num_items
+
+    # -- sizes of a run -------------------------------------------------------------------------------
+    def set_initial_training_values(self, args, dataloader) -> tuple[int, int, int, int, int, int, int]:
+        """``(num_train_epochs, num_update_steps_per_epoch, num_examples, num_train_samples,
+        total_train_batch_size, steps_in_epoch, max_steps)`` of a training run over ``dataloader``: the sizes
+        the loop plans with (a dataloader without a length has ``sys.maxsize`` epochs of ``max_steps`` steps)."""
+        batches, updates, max_steps, epochs = epoch_plan(args, dataloader)
+        total = self.get_total_train_batch_size(args)
+        if batches is None:
+            return epochs, max_steps, total * max_steps, total * max_steps, total, \
+                max_steps * args.gradient_accumulation_steps, max_steps
+        examples = self.num_examples(dataloader)
+        samples = max_steps * total if args.max_steps > 0 else examples * args.num_train_epochs
+        return epochs, updates, examples, samples, total, batches, max_steps
+
+    def get_resumed_dataloader(self, dataloader, num_batches: int):
+        """``dataloader`` without its first ``num_batches`` batches. Used when a run resumes mid-epoch from a
+        checkpoint without a dataloader state (one written by transformers): the skipped batches are read and
+        dropped. Checkpoints of this Trainer restore the position instead, reading nothing twice. Override for a
+        loader that can seek."""
+        return SkippedBatches(dataloader, num_batches)
+
+    # -- parallelism: this Trainer has no tensor, context or sequence parallelism ----------------------
+    def get_tp_size(self) -> int:
+        """The model's tensor-parallel degree (``model._tp_size`` of a transformers model loaded with
+        ``tp_plan``), else 1."""
+        return getattr(self.model, "_tp_size", None) or 1
+
+    def get_cp_size(self) -> int:
+        """Context parallelism is not supported (``parallelism_config`` is refused): 1."""
+        return 1
+
+    def get_sp_size(self) -> int:
+        """Sequence parallelism is not supported (``parallelism_config`` is refused): 1."""
+        return 1
+
+    # -- the Hub repo and the end of a script ----------------------------------------------------------
+    @property
+    def hub_model_id(self) -> str | None:
+        """The Hub repo's id once it exists (with push_to_hub, from the Trainer's creation), else None."""
+        hub = self.publisher.hub
+        return hub.repo_id if hub is not None else None
+
+    def init_hf_repo(self, token: str | None = None, private: bool | None = None) -> None:
+        """Create the Hub repo (``hub_model_id``, else output_dir's name) if missing; main process only.
+        ``token`` and ``private`` default to ``hub_token`` and ``hub_private_repo``."""
+        if self.is_world_process_zero():
+            self.publisher._open_repo(token, private)
+
+    def create_accelerator_and_postprocess(self) -> None:
+        """Build the run's accelerator and engine anew from ``self.args`` (the Trainer builds them when created;
+        a subclass that changed the arguments since calls this)."""
+        self.runtime = type(self.runtime)(self.args)
+
+    def end(self) -> None:
+        """At the very end of a script: wait for the Hub pushes and take the process group down. Nothing that
+        talks to the other processes (train, evaluate, save_model, push_to_hub) works after it."""
+        from .teardown import destroy_process_group_at_exit
+
+        if self.publisher.hub is not None:
+            self.publisher.hub.close()
+        destroy_process_group_at_exit()

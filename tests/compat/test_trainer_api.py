@@ -7,7 +7,8 @@ import torch
 
 transformers = pytest.importorskip("transformers")
 
-from tests.fixtures import RegressionDataset, regression_args  # noqa: E402
+import trainer as trainforge  # noqa: E402
+from tests.fixtures import RegressionDataset, RegressionModel, regression_args  # noqa: E402
 from trainer import EarlyStoppingCallback, Trainer, TrainerControl, TrainerState, TrainingArguments  # noqa: E402
 
 
@@ -149,3 +150,98 @@ def test_the_greedy_schedule_is_stepped_with_the_evaluation_metric(tmp_path):
     trainer.train()
     assert type(trainer.lr_scheduler).__name__ == "GreedyLR"
     assert len(steps) == 4 and all(len(m) == 1 and isinstance(m[0], float) for m in steps)  # one per evaluation
+
+
+@pytest.mark.parametrize("values", [dict(num_train_epochs=2.5), dict(max_steps=7), dict(max_steps=7, num_train_epochs=1)],
+                         ids=["epochs", "max_steps", "both"])
+def test_initial_training_values_and_parallel_sizes_as_transformers(tmp_path, values):
+    common = dict(per_device_train_batch_size=8, gradient_accumulation_steps=2, report_to="none", **values)
+    ours = Trainer(torch.nn.Linear(1, 1), TrainingArguments(str(tmp_path / "ours"), **common))
+    theirs = transformers.Trainer(torch.nn.Linear(1, 1), transformers.TrainingArguments(str(tmp_path / "theirs"),
+                                                                                        use_cpu=True, **common))
+    loader = torch.utils.data.DataLoader(RegressionDataset(44), batch_size=8)  # 6 batches: 3 steps an epoch
+    assert ours.set_initial_training_values(ours.args, loader) == theirs.set_initial_training_values(theirs.args,
+                                                                                                     loader)
+    assert (ours.get_tp_size(), ours.get_cp_size(), ours.get_sp_size()) == (
+        theirs.get_tp_size(), theirs.get_cp_size(), theirs.get_sp_size()) == (1, 1, 1)
+    assert ours.hub_model_id is theirs.hub_model_id is None  # no push_to_hub: no repo
+    skipped = ours.get_resumed_dataloader(loader, 4)
+    assert len(skipped) == 2 and [b["input_x"].tolist() for b in skipped] == [b["input_x"].tolist()
+                                                                              for b in list(loader)[4:]]
+    ours.end()  # nothing to tear down in one process
+
+
+def test_memory_metrics_have_transformers_keys_and_are_not_logged_by_evaluate(tmp_path):
+    keys = {}
+    for lib in (transformers, trainforge):
+        values = dict(output_dir=str(tmp_path / lib.__name__), skip_memory_metrics=False, report_to="none",
+                      disable_tqdm=True, max_steps=4, logging_steps=2)
+        if lib is transformers:
+            values["use_cpu"] = True
+        run = lib.Trainer(RegressionModel(), lib.TrainingArguments(**values), train_dataset=RegressionDataset(32),
+                          eval_dataset=RegressionDataset(8))
+        train = run.train().metrics
+        train.pop("total_flos", None)  # transformers' PrinterCallback pops it out of the metrics (docs/compat.md)
+        keys[lib] = (set(train), set(run.evaluate()), set(run.state.log_history[-1]),
+                     set(run.predict(RegressionDataset(8)).metrics))
+    ours = keys[trainforge]
+    assert ours == keys[transformers]
+    assert {"init_mem_cpu_alloc_delta", "before_init_mem_cpu", "train_mem_cpu_peaked_delta"} <= ours[0]
+    assert "eval_mem_cpu_alloc_delta" in ours[1] and "eval_mem_cpu_alloc_delta" not in ours[2]  # returned, not logged
+
+
+def test_label_smoothing_is_not_applied_to_a_multi_label_classifier_with_a_warning(tmp_path):
+    model = tiny_bert()
+    model.config.problem_type = "multi_label_classification"
+    with pytest.warns(UserWarning, match=r"label_smoothing_factor=0.1 is not applied: the model is a multi-label "
+                                         r"classifier .* set label_smoothing_factor=0 to silence this"):
+        ours = Trainer(model, TrainingArguments(str(tmp_path / "ours"), label_smoothing_factor=0.1))
+    with pytest.warns(UserWarning, match="Label smoothing is not compatible with multi-label classification"):
+        theirs = transformers.Trainer(model, transformers.TrainingArguments(str(tmp_path / "theirs"), use_cpu=True,
+                                                                            label_smoothing_factor=0.1))
+    assert ours.label_smoother is None and theirs.label_smoother is None
+    model.config.problem_type = "single_label_classification"
+    assert Trainer(model, TrainingArguments(str(tmp_path / "ours"), label_smoothing_factor=0.1)).label_smoother
+
+
+class Batches:
+    """A train "dataloader" of a custom get_train_dataloader: batches of 4, a length, no .dataset, no state_dict."""
+
+    def __init__(self, n: int):
+        self.n, self.data = n, RegressionDataset(4 * n)
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self):
+        for i in range(self.n):
+            samples = [self.data[j] for j in range(4 * i, 4 * i + 4)]
+            yield {key: torch.tensor([s[key] for s in samples]) for key in samples[0]}
+
+
+def test_a_custom_train_dataloader_without_a_dataset_trains_saves_and_resumes_exactly(tmp_path, caplog):
+    def run(lib, output_dir, resume=None):
+        class Custom(lib.Trainer):
+            def get_train_dataloader(self):
+                return Batches(5)
+
+        values = dict(output_dir=str(output_dir), report_to="none", disable_tqdm=True, num_train_epochs=2,
+                      save_strategy="steps", save_steps=3, optim="sgd", learning_rate=0.05)
+        if lib is transformers:
+            values["use_cpu"] = True
+        trainer = Custom(RegressionModel(), lib.TrainingArguments(**values), train_dataset=RegressionDataset(8))
+        trainer.train(resume_from_checkpoint=resume)
+        return trainer
+
+    theirs = run(transformers, tmp_path / "theirs")
+    straight = run(trainforge, tmp_path / "ours")
+    assert straight.state.global_step == theirs.state.global_step == 10
+    for mine, their_param in zip(straight.model.parameters(), theirs.model.parameters()):
+        torch.testing.assert_close(mine, their_param, rtol=1e-6, atol=0)
+    with caplog.at_level("WARNING", logger="trainer"):
+        resumed = run(trainforge, tmp_path / "resumed", resume=str(tmp_path / "ours" / "checkpoint-3"))
+    assert "the epoch's first 3 batches are read and dropped" in caplog.text
+    for mine, straight_param in zip(resumed.model.parameters(), straight.model.parameters()):
+        assert torch.equal(mine, straight_param)
+    assert trainforge.Trainer(RegressionModel(), regression_args(tmp_path), train_dataset=RegressionDataset(20)
+                              ).get_train_dataloader().total_batch_size == 8  # per device x processes

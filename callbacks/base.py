@@ -277,6 +277,10 @@ class CallbackHandler(TrainerCallback):
         self._listeners: dict[str, list] = {}
         for cb in callbacks:
             self.add_callback(cb)
+        if not any(type(cb).__name__ == "DefaultFlowCallback" for cb in self.callbacks):
+            logger.warning("The callbacks hold no DefaultFlowCallback (%s): nothing decides when to log, evaluate "
+                           "and save, so the run does none of them unless another callback asks",
+                           self.callback_list.replace("\n", ", ") or "none")
 
     # -- membership -------------------------------------------------------------------
     def add_callback(self, callback) -> None:

@@ -245,3 +245,28 @@ def test_a_custom_train_dataloader_without_a_dataset_trains_saves_and_resumes_ex
         assert torch.equal(mine, straight_param)
     assert trainforge.Trainer(RegressionModel(), regression_args(tmp_path), train_dataset=RegressionDataset(20)
                               ).get_train_dataloader().total_batch_size == 8  # per device x processes
+
+
+def test_early_stopping_threshold_counts_from_the_last_real_improvement_where_transformers_stops(caplog):
+    """A loss improving by 0.05 per evaluation with threshold 0.08: it improves by 0.1 every two evaluations, so
+    ours goes on; transformers compares with state.best_metric, which follows every small step, and stops."""
+    args = TrainingArguments("unused", metric_for_best_model="loss", report_to="none")
+    counters = {}
+    for lib in (transformers, trainforge):
+        early = lib.EarlyStoppingCallback(early_stopping_patience=2, early_stopping_threshold=0.08)
+        state, seen = lib.TrainerState(), []
+        for value in (1.0, 0.95, 0.90, 0.85, 0.80):
+            early.check_metric_value(args, state, lib.TrainerControl(), value)
+            seen.append(early.early_stopping_patience_counter)
+            state.best_metric = value if state.best_metric is None else min(state.best_metric, value)  # as Trainers do
+        counters[lib] = seen
+    assert counters[transformers][:3] == [0, 1, 2]  # patience 2 reached at the third evaluation: stopped
+    assert counters[trainforge] == [0, 1, 0, 1, 0]  # each 0.1 gain resets the count
+
+
+def test_a_bus_without_the_flow_callback_warns(caplog):
+    from callbacks import CallbackHandler, ProgressCallback
+
+    with caplog.at_level("WARNING"):
+        CallbackHandler([ProgressCallback()])
+    assert "no DefaultFlowCallback" in caplog.text

@@ -21,7 +21,7 @@ def ranks(tmp_path_factory):
     proc = run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", SCRIPT,
                 "--out", str(out)], timeout=300)
     assert proc.returncode == 0, proc.stderr[-4000:]
-    return [json.loads((out / f"rank{r}.json").read_text()) for r in (0, 1)]
+    return [{**json.loads((out / f"rank{r}.json").read_text()), "out": str(out)} for r in (0, 1)]
 
 
 def test_each_rank_trains_on_different_samples(ranks):
@@ -43,6 +43,19 @@ def test_gradients_are_averaged_like_one_process_with_twice_the_batch(ranks, tmp
     single.train()
     assert single.model.a.item() == pytest.approx(ranks[0]["a"], rel=1e-5)
     assert single.model.b.item() == pytest.approx(ranks[0]["b"], rel=1e-5)
+
+
+def test_the_loss_is_token_exact_over_both_ranks_and_their_accumulation(ranks, tmp_path):
+    """2 ranks x batch 2 x accumulation 2 of variable-length sequences: the update of one SGD step computed by hand
+    on the whole batch of 8 (the label tokens are counted over both ranks, and DDP's averaging undone)."""
+    import torch
+
+    from tests.test_token_loss import by_hand
+
+    expected, _ = by_hand()
+    weights = torch.load(os.path.join(ranks[0]["out"], "token_exact.pt"), weights_only=True)
+    for name, value in weights.items():
+        torch.testing.assert_close(value, expected[name], rtol=1e-5, atol=1e-6, msg=name)
 
 
 def _drop_index(features):

@@ -32,7 +32,7 @@ def test_checkpoints_lists_step_metric_completeness_and_best(run_dir, capsys):
     best = os.path.basename(run_dir.state.best_model_checkpoint)
     for line, step in zip(lines[1:4], (2, 4, 6)):
         fields = line.split()
-        assert fields[:5] == [f"checkpoint-{step}", str(step), "yes", "yes", "yes"]
+        assert fields[:5] == [f"checkpoint-{step}", str(step), "yes", "model", "yes"]
         assert fields[5] == f"{evals[step]:.6g}"
         assert (fields[-1] == "*") == (fields[0] == best)
     assert lines[4].split()[:3] == [".tmp-checkpoint-8", "8", "NO"]
@@ -121,7 +121,7 @@ def test_plot_and_checkpoints_explain_a_wrong_directory(tmp_path, capsys):
 def test_checkpoints_of_one_checkpoint_folder_and_of_a_directory_without_any(run_dir, tmp_path, capsys):
     assert main(["checkpoints", os.path.join(run_dir.args.output_dir, "checkpoint-4")]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert len(lines) == 2 and lines[1].split()[:5] == ["checkpoint-4", "4", "yes", "yes", "yes"]
+    assert len(lines) == 2 and lines[1].split()[:5] == ["checkpoint-4", "4", "yes", "model", "yes"]
     empty = tmp_path / "empty"
     empty.mkdir()
     assert main(["checkpoints", str(empty)]) == 2

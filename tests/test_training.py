@@ -254,9 +254,10 @@ def test_label_smoothing_in_training(tmp_path):
                       train_dataset=ClassifierDataset(), processing_class=ListPadder())
     seen = []
     original = trainer.label_smoother.__call__
-    trainer.label_smoother = lambda out, labels: seen.append(1) or original(out, labels)
+    trainer.label_smoother = lambda out, labels, **kwargs: seen.append(kwargs) or original(out, labels, **kwargs)
     trainer.train()
     assert len(seen) == 2
+    assert seen[0]["shift_labels"] is False and int(seen[0]["num_items_in_batch"]) == 8  # the step's 8 labels
 
 
 @pytest.mark.parametrize("precision, dtype", [("bf16", torch.bfloat16), ("fp16", torch.float16)])

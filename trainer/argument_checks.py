@@ -221,7 +221,6 @@ NOT_SUPPORTED = {
     "liger_kernel_config": "Liger kernels are not integrated",
     "eval_use_gather_object": "only tensor predictions are gathered across processes",
     "debug": "transformers' debug options are not supported; nonfinite_loss='stop' stops at the first nan/inf loss",
-    "neftune_noise_alpha": "NEFTune is not supported yet",
 }
 # accelerator_config keys and the value trainforge works with (it builds its own dataloaders and sharding)
 ACCELERATOR_DEFAULTS = {"split_batches": False, "dispatch_batches": None, "even_batches": True,

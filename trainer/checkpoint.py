@@ -353,6 +353,11 @@ def load_model_weights(model: torch.nn.Module, directory: str) -> None:
     """Load the weights saved in ``directory`` into ``model`` (safetensors, sharded or not; no pickle)."""
     from safetensors.torch import load_model
 
+    from .adapters import has_adapter_files, is_peft_model, load_adapters
+
+    if is_peft_model(model) and has_adapter_files(directory):  # a PEFT model's checkpoint holds its adapters only
+        load_adapters(model, directory)
+        return
     path = os.path.join(directory, WEIGHTS_NAME)
     index = os.path.join(directory, WEIGHTS_INDEX_NAME)
     if os.path.exists(path):

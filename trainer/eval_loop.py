@@ -41,7 +41,22 @@ def evaluation_loop(
     ignore_keys: list[str] | None = None,
     metric_key_prefix: str = "eval",
 ) -> EvalLoopOutput:
-    """Run the model over ``dataloader``; gather losses, predictions and labels; compute metrics."""
+    """Run the model over ``dataloader``; gather losses, predictions and labels; compute metrics. A transformers
+    model's ``config.use_cache`` is ``args.use_cache`` (False by default) meanwhile, as in training: scoring needs
+    no key-value cache, and without one a packed batch (``position_ids`` restarting, no attention mask) gets
+    attention that stays within each sequence."""
+    config = getattr(trainer.model, "config", None)
+    if config is None or not hasattr(config, "use_cache"):
+        return _evaluation_loop(trainer, dataloader, description, prediction_loss_only, ignore_keys, metric_key_prefix)
+    before, config.use_cache = config.use_cache, trainer.args.use_cache
+    try:
+        return _evaluation_loop(trainer, dataloader, description, prediction_loss_only, ignore_keys, metric_key_prefix)
+    finally:
+        config.use_cache = before
+
+
+def _evaluation_loop(trainer: Trainer, dataloader, description: str, prediction_loss_only: bool | None,
+                     ignore_keys: list[str] | None, metric_key_prefix: str) -> EvalLoopOutput:
     args, rt = trainer.args, trainer.runtime
     handler = trainer.callback_handler
     loss_only = args.prediction_loss_only if prediction_loss_only is None else prediction_loss_only
@@ -82,12 +97,18 @@ def evaluation_loop(
         seen.batch(inputs, loss, batch_labels, logits)
         if loss is not None:
             real = real_count(step) if real_count is not None else batch_size
+            counted = inputs
             if 0 < real < batch_size:  # the batch ends in padding: take the loss of its real samples only
-                loss = trainer.prediction_step(model, _slice_batch(inputs, real), True, ignore_keys=ignore_keys)[0]
+                counted = _slice_batch(inputs, real)
+                loss = trainer.prediction_step(model, counted, True, ignore_keys=ignore_keys)[0]
             elif step == lockstep_step:  # another rank re-runs its partial batch: join the collectives
                 trainer.prediction_step(model, inputs, True, ignore_keys=ignore_keys)
-            loss_sum = loss_sum + loss.detach().double().reshape(()) * real
-            loss_count += real
+            # a token-mean loss (a transformers model's) weighs by its label tokens: eval_loss is the mean over
+            # every label token of the dataset, with padding or packing alike; other losses weigh by samples
+            tokens = trainer.label_tokens_of(counted)
+            weight = tokens.double() if tokens is not None else real
+            loss_sum = loss_sum + loss.detach().double().reshape(()) * weight
+            loss_count = loss_count + weight
         if keep or stream:
             if logits is not None and trainer.preprocess_logits_for_metrics is not None:
                 logits = trainer.preprocess_logits_for_metrics(logits, batch_labels)
@@ -124,7 +145,7 @@ def evaluation_loop(
         if form.keeps_predictions and all_preds is not None and all_labels is not None:
             eval_pred = EvalPrediction(all_preds, all_labels, all_inputs, all_losses)
         metrics = denumpify(form.compute(eval_pred))
-    totals = torch.stack([loss_sum, torch.tensor(float(loss_count), dtype=torch.float64, device=rt.device)])
+    totals = torch.stack([loss_sum, torch.as_tensor(loss_count, dtype=torch.float64).to(rt.device).reshape(())])
     totals = rt.gather(totals.reshape(1, 2)).sum(0)  # one collective per evaluation, on every rank
     if totals[1].item() > 0:
         metrics["loss"] = (totals[0] / totals[1]).item()

@@ -17,17 +17,22 @@ class LabelSmoother:
         self.epsilon = epsilon
         self.ignore_index = ignore_index
 
-    def __call__(self, model_output, labels: torch.Tensor, shift_labels: bool = False) -> torch.Tensor:
+    def __call__(self, model_output, labels: torch.Tensor, shift_labels: bool = False,
+                 num_items_in_batch=None) -> torch.Tensor:
+        """The smoothed loss: the mean over the batch's label tokens, or with ``num_items_in_batch`` (the optimizer
+        step's token count) their sum over it."""
         logits = model_output["logits"] if isinstance(model_output, Mapping) else model_output[0]
         if shift_labels:
             logits = logits[..., :-1, :].contiguous()
             labels = labels[..., 1:].contiguous()
-        return torch.nn.functional.cross_entropy(
+        loss = torch.nn.functional.cross_entropy(
             logits.reshape(-1, logits.shape[-1]).float(),
             labels.reshape(-1),
             ignore_index=self.ignore_index,
             label_smoothing=self.epsilon,
+            reduction="mean" if num_items_in_batch is None else "sum",
         )
+        return loss if num_items_in_batch is None else loss / num_items_in_batch
 
 
 def label_smoother_for(args, model) -> LabelSmoother | None:

@@ -20,6 +20,7 @@ import torch
 from callbacks import TrainerControl, TrainerState
 
 from . import checkpoint as ckpt
+from . import neftune
 from .arguments import resolve_steps
 from .checkpoint import list_checkpoints, restore_rng_state
 from .checkpointing import loop_parts
@@ -231,6 +232,7 @@ class TrainingLoop:
         if args.eval_on_start and state.global_step == 0:  # a sanity check, not a candidate for the best model
             trainer.evaluate()
         preemption.install()
+        noise = neftune.activate(trainer.model, args.neftune_noise_alpha) if args.neftune_noise_alpha else None
         trainer._preemption = preemption  # read after each step and each evaluation batch (stop_requested)
         try:
             end_epoch = first_epoch if self.complete else self.num_epochs  # a finished run takes no step
@@ -252,16 +254,13 @@ class TrainingLoop:
                         n_micro = accum
                     else:
                         n_micro = min(accum, self.batches_per_epoch - update * accum)
-                    inputs = next(iterator, None)
-                    if inputs is None:  # iterable dataset exhausted
+                    # the step's micro-batches first, and the label tokens they hold (trainer/loss.py)
+                    batches, num_items = trainer.get_batch_samples(iterator, n_micro, rt.device)
+                    if not batches:  # iterable dataset exhausted
                         break
-                    trainer.current_gradient_accumulation_steps = n_micro
+                    n_micro = trainer.current_gradient_accumulation_steps = len(batches)
                     fire("on_step_begin")
-                    for micro in range(n_micro):
-                        if micro:
-                            inputs = next(iterator, None)
-                            if inputs is None:
-                                break
+                    for micro, inputs in enumerate(batches):
                         seed_step(args.seed, state.global_step, micro)  # dropout's stream: the batch's own
                         if count_flos:
                             state.total_flos += trainer.floating_point_ops(inputs)
@@ -270,11 +269,11 @@ class TrainingLoop:
                                 trainer.model, inputs, args.include_num_input_tokens_seen)
                         if micro < n_micro - 1:
                             with rt.no_sync(model):
-                                loss = trainer.training_step(model, inputs)
+                                loss = trainer.training_step(model, inputs, num_items)
                             self.window.add(loss, state.global_step + 1)
                             fire("on_substep_end")
                         else:
-                            loss = trainer.training_step(model, inputs)
+                            loss = trainer.training_step(model, inputs, num_items)
                             self.window.add(loss, state.global_step + 1)
                         if check_finite:
                             step_loss = loss if micro == 0 else step_loss + loss
@@ -323,6 +322,8 @@ class TrainingLoop:
                     break
         finally:
             preemption.uninstall()
+            if noise is not None:
+                neftune.deactivate(noise)  # the model trained on is returned and saved clean
             trainer._preemption = None
             close_workers(dataloader)
 

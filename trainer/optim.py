@@ -157,8 +157,12 @@ def _adafactor(args) -> tuple[type, dict]:
     return Adafactor, {"lr": args.learning_rate, "scale_parameter": False, "relative_step": False}
 
 
-def create_optimizer(model: nn.Module, args) -> torch.optim.Optimizer:
-    """The optimizer named by ``args.optim`` over :func:`parameter_groups`."""
+def create_optimizer(model: nn.Module, args, cls_and_kwargs: tuple | None = None) -> torch.optim.Optimizer:
+    """The optimizer named by ``args.optim`` (or ``cls_and_kwargs``: a class and its keyword arguments) over
+    :func:`parameter_groups`."""
+    if cls_and_kwargs is not None:
+        cls, kwargs = cls_and_kwargs
+        return cls(parameter_groups(model, args.weight_decay), **kwargs)
     cls, kwargs = optimizer_class_and_kwargs(args)
     groups = parameter_groups(model, args.weight_decay)
     if args.optim in LOW_RANK:  # GaLore / APOLLO: the targeted weights get a group with the projection settings

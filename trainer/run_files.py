@@ -9,6 +9,7 @@ import json
 import os
 
 from . import checkpoint as ckpt
+from .adapters import ADAPTER_WEIGHTS_NAME
 
 CURVES_NAME = "training_curves.png"
 _SPEED_SUFFIXES = ("_runtime", "_samples_per_second", "_steps_per_second")
@@ -17,9 +18,9 @@ _SPEED_SUFFIXES = ("_runtime", "_samples_per_second", "_steps_per_second")
 def describe_checkpoints(output_dir: str) -> list[dict]:
     """One dict per checkpoint folder (complete or left by an interrupted save), oldest first.
 
-    Keys: ``name``, ``step``, ``complete`` (trainer_state.json written last by the atomic save),
-    ``weights``, ``optimizer``, ``metric`` (the value of metric_for_best_model, or eval_loss, logged at
-    that step), ``best`` (the run's best checkpoint).
+    Keys: ``name``, ``step``, ``complete`` (trainer_state.json written last by the atomic save), ``weights``
+    (what holds them: "model", "adapter", "engine", or "" for none), ``optimizer``, ``metric`` (the value of
+    metric_for_best_model, or eval_loss, logged at that step), ``best`` (the run's best checkpoint).
     """
     if not os.path.isdir(output_dir):
         raise FileNotFoundError(f"{output_dir!r} is not a directory: give the run's output_dir")
@@ -46,8 +47,7 @@ def describe_checkpoints(output_dir: str) -> list[dict]:
             "name": name,
             "step": step,
             "complete": name in complete,
-            "weights": any(f.startswith(("model", "pytorch_model")) for f in files) or
-            any(f.startswith("global_step") for f in files),
+            "weights": _weights_kind(files),
             "optimizer": ckpt.OPTIMIZER_NAME in files or any(f.startswith("global_step") for f in files),
             "metric": by_step.get(step),
             "best": name == best,
@@ -87,13 +87,23 @@ def _metric_name(output_dir: str, complete: set[str]) -> str:
     return "eval_loss"
 
 
+def _weights_kind(files: set[str]) -> str:
+    """What holds a checkpoint's weights: "model" (the model's files), "adapter" (a PEFT model's adapters only),
+    "engine" (DeepSpeed's own files), or "" (none: a save interrupted before them)."""
+    if any(f.startswith(("model", "pytorch_model")) for f in files):
+        return "model"
+    if ADAPTER_WEIGHTS_NAME in files:
+        return "adapter"
+    return "engine" if any(f.startswith("global_step") for f in files) else ""
+
+
 def format_checkpoints(rows: list[dict]) -> str:
     """The table ``trainforge checkpoints`` prints."""
     lines = [f"{'checkpoint':<24}{'step':>8}  {'complete':<9}{'weights':<9}{'optimizer':<10}{'metric':>12}  best"]
     for r in rows:
         metric = f"{r['metric']:.6g}" if isinstance(r["metric"], (int, float)) else "-"
         lines.append(f"{r['name']:<24}{r['step']:>8}  {'yes' if r['complete'] else 'NO':<9}"
-                     f"{'yes' if r['weights'] else 'no':<9}{'yes' if r['optimizer'] else 'no':<10}{metric:>12}  "
+                     f"{r['weights'] or 'no':<9}{'yes' if r['optimizer'] else 'no':<10}{metric:>12}  "
                      f"{'*' if r['best'] else ''}")
     return "\n".join(lines)
 

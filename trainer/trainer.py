@@ -40,12 +40,12 @@ from .data import (
     has_length,
     model_input_names,
     remove_unused_columns,
-    to_device,
 )
 from .eval_loop import empty_dataset_message, evaluation_loop, prediction_step
-from .faults import bad_loss_error, call_model, check_trainable, explain_training_error, no_loss_message
+from .faults import check_trainable, explain_training_error
 from .label_smoothing import label_smoother_for
 from .loops import run_training
+from .loss import LossComputation, accepts_kwarg
 from .metric_forms import metrics_form
 from .optim import create_optimizer, get_scheduler, num_warmup_steps, steps_on_metric
 from .outputs import EvalLoopOutput, PredictionOutput, TrainOutput
@@ -61,12 +61,7 @@ from .trainer_api import TrainerApi
 logger = logging.getLogger(__name__)
 
 
-def _accepts_kwarg(fn, name: str) -> bool:
-    params = inspect.signature(fn).parameters
-    return name in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
-
-
-class Trainer(TrainerApi):
+class Trainer(LossComputation, TrainerApi):
     """Train, evaluate and predict with a PyTorch model.
 
     Args:
@@ -80,11 +75,15 @@ class Trainer(TrainerApi):
             evaluated in turn with metrics prefixed ``eval_{name}_``.
         processing_class (alias ``tokenizer``): saved with the model; used for padding.
         model_init: builds a fresh model at every ``train()`` (seeded first).
+        compute_loss_func: ``(outputs, labels, num_items_in_batch=None) -> loss`` instead of the model's own loss;
+            ``num_items_in_batch`` is the label-token count of the optimizer step (``trainer/loss.py``).
         compute_metrics: a function ``EvalPrediction -> dict``, an ``evaluate`` module (or
             ``evaluate.combine``) fed batch by batch, or with ``batch_eval_metrics=True`` a
             function ``(EvalPrediction, compute_result) -> dict`` called per batch (see ``metric_forms.py``).
         callbacks: extra callbacks (classes or instances).
         optimizers: ``(optimizer, scheduler)`` to use instead of the ones built from the args.
+        optimizer_cls_and_kwargs: ``(optimizer class, keyword arguments)`` built over the Trainer's parameter
+            groups (weight decay split) instead of ``args.optim``'s.
         preprocess_logits_for_metrics: ``(logits, labels) -> logits`` applied per batch before
             anything is kept (e.g. ``logits.argmax(-1)``: memory then grows with the predictions
             kept, not with the logits).
@@ -101,9 +100,11 @@ class Trainer(TrainerApi):
         eval_dataset: Dataset | dict[str, Dataset] | None = None,
         processing_class=None,
         model_init: Callable[..., nn.Module] | None = None,
+        compute_loss_func: Callable | None = None,
         compute_metrics: Callable | None = None,
         callbacks: list | None = None,
         optimizers: tuple = (None, None),
+        optimizer_cls_and_kwargs: tuple[type, dict] | None = None,
         preprocess_logits_for_metrics: Callable | None = None,
         tokenizer=None,
     ):
@@ -153,12 +154,16 @@ class Trainer(TrainerApi):
         self.optimizer, self.lr_scheduler = optimizers
         if self.optimizer is None and self.lr_scheduler is not None:
             raise ValueError("optimizers=(None, scheduler): pass the optimizer the scheduler was built on too")
+        if optimizer_cls_and_kwargs is not None and self.optimizer is not None:
+            raise ValueError("optimizers=(optimizer, ...) and optimizer_cls_and_kwargs were both given: pass one")
+        self.optimizer_cls_and_kwargs = optimizer_cls_and_kwargs  # (class, kwargs) built over the parameter groups
+        self.compute_loss_func = compute_loss_func  # (outputs, labels, num_items_in_batch=...) -> loss
         self._user_optimizer = self.optimizer is not None
         self._resume_path = None
         self.last_saved_step = None
         self.label_names = args.label_names or find_label_names(model)
         self.label_smoother = label_smoother_for(args, self.model)
-        self._compute_loss_takes_num_items = _accepts_kwarg(self.compute_loss, "num_items_in_batch")
+        self._compute_loss_takes_num_items = accepts_kwarg(self.compute_loss, "num_items_in_batch")
         self.current_gradient_accumulation_steps = args.gradient_accumulation_steps
         self._train_batch_size = args.train_batch_size
         self.is_in_train = False
@@ -295,7 +300,7 @@ class Trainer(TrainerApi):
     # -- optimizer and scheduler ----------------------------------------------------------
     def create_optimizer(self) -> torch.optim.Optimizer:
         if self.optimizer is None:
-            self.optimizer = create_optimizer(self.model, self.args)
+            self.optimizer = create_optimizer(self.model, self.args, self.optimizer_cls_and_kwargs)
         self.optimizer = self.runtime.strategy.wrap_optimizer(self.optimizer)  # FairScale: OSS
         return self.optimizer
 
@@ -395,46 +400,6 @@ class Trainer(TrainerApi):
         """Weights of checkpoint ``path`` into the model being trained (sharded or not)."""
         ckpt.load_trained_weights(self, path)
 
-    def compute_loss(self, model: nn.Module, inputs, return_outputs: bool = False, num_items_in_batch=None):
-        """The loss of one batch; with ``return_outputs`` also the model outputs."""
-        labels = None
-        if self.label_smoother is not None and isinstance(inputs, Mapping) and "labels" in inputs:
-            inputs = dict(inputs)
-            labels = inputs.pop("labels")
-        outputs = call_model(model, inputs)
-        if labels is not None:
-            loss = self.label_smoother(outputs, labels)
-        elif isinstance(outputs, torch.Tensor):
-            loss = outputs
-        elif isinstance(outputs, Mapping):
-            if outputs.get("loss") is None:
-                raise ValueError(no_loss_message(outputs, inputs, self.label_names))
-            loss = outputs["loss"]
-        else:
-            loss = outputs[0]
-        if self.args.past_index >= 0:
-            values = list(outputs.values()) if isinstance(outputs, Mapping) else outputs
-            self._past = values[self.args.past_index]
-        return (loss, outputs) if return_outputs else loss
-
-    def training_step(self, model: nn.Module, inputs, num_items_in_batch=None) -> torch.Tensor:
-        """Forward, loss and backward of one micro-batch; returns the detached, scaled loss.
-
-        ``model.train()`` is set by the loop at each epoch start and after each evaluation,
-        not here, to keep it off the per-step path.
-        """
-        inputs = self._prepare_inputs(inputs)
-        if self._compute_loss_takes_num_items:
-            loss = self.compute_loss(model, inputs, num_items_in_batch=num_items_in_batch)
-        else:
-            loss = self.compute_loss(model, inputs)
-        if not isinstance(loss, torch.Tensor) or loss.dim():
-            raise bad_loss_error(loss, inputs, self.label_names)
-        if self.current_gradient_accumulation_steps > 1:
-            loss = loss / self.current_gradient_accumulation_steps
-        self.runtime.backward(loss)
-        return loss.detach()
-
     def floating_point_ops(self, inputs) -> float:
         """Training FLOPs of one batch: 6 x tokens (``input_ids``) x non-embedding parameters; 0 without tokens."""
         if not isinstance(inputs, Mapping) or "input_ids" not in inputs:
@@ -445,11 +410,6 @@ class Trainer(TrainerApi):
                 for p in m.parameters(recurse=False)
             )
         return 6.0 * inputs["input_ids"].numel() * self._flos_params
-
-    def _prepare_inputs(self, inputs):
-        if self.args.past_index >= 0 and self._past is not None and isinstance(inputs, Mapping):
-            inputs = {**inputs, "mems": self._past}
-        return to_device(inputs, self.runtime.device)
 
     # -- checkpoints ----------------------------------------------------------------------
     def save_training_checkpoint(self) -> str:

@@ -99,16 +99,17 @@ class TrainerApi:
         return stack
 
     def get_batch_samples(self, epoch_iterator, num_batches: int, device=None) -> tuple[list, torch.Tensor | None]:
-        """The next ``num_batches`` batches of ``epoch_iterator`` (fewer at its end) and the number of label
-        tokens in them (``labels != -100``; None when the batches have no labels)."""
+        """The next ``num_batches`` batches of ``epoch_iterator`` (fewer at its end) and the label tokens the loss
+        averages over in them (``num_items_in_batch``: after the shift for a causal LM, over every process with
+        ``average_tokens_across_devices``), or None when the loss does not use the count (``trainer/loss.py``).
+        The training loop takes each optimizer step's micro-batches through it."""
         batches = []
         for _ in range(num_batches):
-            try:
-                batches.append(next(epoch_iterator))
-            except StopIteration:
+            batch = next(epoch_iterator, None)
+            if batch is None:
                 break
-        counts = [(b["labels"] != -100).sum() for b in batches if isinstance(b, dict) and "labels" in b]
-        num_items = torch.stack(counts).sum() if counts else None
+            batches.append(batch)
+        num_items = self.num_items_in_step(batches)
         if num_items is not None and device is not None:
             num_items = num_items.to(device)
         return batches, num_items

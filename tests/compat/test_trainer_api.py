@@ -61,7 +61,15 @@ def test_counts_formats_and_batch_samples(tmp_path):
     batches = [{"labels": torch.tensor([1, -100, 2])}, {"labels": torch.tensor([-100, 5, 6])},
                {"labels": torch.tensor([7, 8, 9])}]
     taken, items = trainer.get_batch_samples(iter(batches), 2, torch.device("cpu"))
-    assert taken == batches[:2] and int(items) == 4
+    assert taken == batches[:2] and items is None  # nn.Linear's forward takes no num_items_in_batch
+
+    class Counts(torch.nn.Linear):
+        def forward(self, input_x=None, labels=None, num_items_in_batch=None):
+            return super().forward(input_x)
+
+    trainer = Trainer(Counts(1, 1), regression_args(tmp_path))
+    taken, items = trainer.get_batch_samples(iter(batches), 5, torch.device("cpu"))
+    assert taken == batches and int(items) == 7  # every micro-batch the iterator had, its labels not -100
     with trainer.compute_loss_context_manager():
         pass
 

@@ -1,5 +1,6 @@
 """Checks run under ``torchrun --nproc_per_node=2`` (gloo): what each rank trains on, the averaged
-result, and distributed predict order. Each rank writes ``rank{r}.json`` into --out."""
+result, distributed predict order, and the token-exact loss of a causal LM over both ranks (2 ranks x batch 2 x
+accumulation 2, one SGD step: ``token_exact.pt``). Each rank writes ``rank{r}.json`` into --out."""
 
 from __future__ import annotations
 
@@ -80,6 +81,23 @@ def main() -> None:
                                                         "loss": out.metrics["test_loss"]}
     with open(os.path.join(opts.out, f"rank{result['rank']}.json"), "w") as f:
         json.dump(result, f)
+    token_exact(opts.out)
+
+
+def token_exact(out: str) -> None:
+    """One optimizer step of tests/test_token_loss.py's GPT-2 over its 8 variable-length sequences, spread over
+    2 ranks x 2 micro-batches of 2; rank 0 saves the weights."""
+    from tests.test_token_loss import LR, gpt2, pad, sequences
+
+    args = TrainingArguments(output_dir=os.path.join(out, "token_exact"), per_device_train_batch_size=2,
+                             gradient_accumulation_steps=2, max_steps=1, optim="sgd", learning_rate=LR,
+                             lr_scheduler_type="constant", max_grad_norm=0.0, disable_tqdm=True, save_strategy="no",
+                             train_sampling_strategy="sequential", logging_steps=1)
+    trainer = Trainer(gpt2(), args, train_dataset=sequences(), data_collator=pad)
+    trainer.train()
+    if trainer.is_world_process_zero():
+        torch.save({n: p.detach().clone() for n, p in trainer.model.named_parameters()},
+                   os.path.join(out, "token_exact.pt"))
 
 
 if __name__ == "__main__":

@@ -81,16 +81,18 @@ class OptimizationArguments:
     )
     average_tokens_across_devices: bool = field(
         default=True,
-        metadata=_help("transformers averages the loss over the label tokens of all processes; trainforge does "
-                       "not count tokens yet (the loss is each micro-batch's mean), whatever this says."),
+        metadata=_help("Normalize the loss by the label tokens of the optimizer step counted over all processes "
+                       "(one all-reduce per step), not each process's own; for models whose loss takes "
+                       "num_items_in_batch (trainer/loss.py)."),
     )
     neftune_noise_alpha: float | None = field(
-        default=None, metadata=_help("NEFTune embedding noise: not supported yet; setting it is refused.")
+        default=None, metadata=_help("NEFTune: uniform noise of magnitude alpha/sqrt(length x hidden) on the input "
+                                     "embeddings in training forwards (e.g. 5); none in evaluation or after train().")
     )
     optim_target_modules: None | str | list[str] = field(
         default=None,
-        metadata=_help("Modules GaLore/APOLLO optimizers target: those optimizers are not available here; setting it "
-                       "is refused."),
+        metadata=_help("The linear modules whose weights GaLore/APOLLO optimizers project: names, a regex, or "
+                       "'all-linear'."),
     )
     torch_empty_cache_steps: int | None = field(
         default=None,

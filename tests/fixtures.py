@@ -143,10 +143,12 @@ def params(model: nn.Module) -> dict[str, torch.Tensor]:
 
 
 def saved_weights(directory) -> dict[str, torch.Tensor]:
-    """The ``model.safetensors`` of a checkpoint or output directory, as a state dict."""
+    """The ``model.safetensors`` of a checkpoint or output directory (a PEFT model's ``adapter_model.safetensors``),
+    as a state dict."""
     from safetensors.torch import load_file
 
-    return load_file(os.path.join(directory, "model.safetensors"))
+    adapter = os.path.join(directory, "adapter_model.safetensors")
+    return load_file(adapter if os.path.exists(adapter) else os.path.join(directory, "model.safetensors"))
 
 
 def assert_same_weights(a, b, atol: float = 0.0) -> None:

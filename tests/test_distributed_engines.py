@@ -87,6 +87,25 @@ def assert_matches_reference(reference, run_dir, final_dir, rel: float = 1e-5, a
     assert history(run_dir)["eval_loss"] == pytest.approx(history(reference / "run")["eval_loss"], rel=max(rel, 1e-5))
 
 
+@pytest.mark.parametrize("engine", [
+    (),
+    pytest.param(("--engine", "deepspeed", "--ds_config", ZERO2), marks=needs_deepspeed),
+    pytest.param(("--engine", "deepspeed", "--ds_config", ZERO3), marks=needs_deepspeed),
+    ("--engine", "fsdp"),
+], ids=["ddp", "zero2", "zero3", "fsdp2"])
+def test_a_lora_adapter_trains_and_resumes_exactly_under_each_engine(tmp_path, engine):
+    """A PEFT LoRA model on 2 processes: its checkpoints hold the adapter (gathered whole from the shards), and a
+    run cut at step 5 and resumed ends with the straight run's adapter, bit for bit."""
+    pytest.importorskip("peft")
+    assert_cut_run_resumes_exactly(tmp_path, "--lora", *engine)
+    files = set(os.listdir(tmp_path / "cut" / "checkpoint-5"))
+    assert {"adapter_model.safetensors", "adapter_config.json"} <= files and "model.safetensors" not in files
+    adapter = saved_weights(tmp_path / "straight_final")
+    assert sorted(adapter) == ["base_model.model.net.3.lora_A.weight", "base_model.model.net.3.lora_B.weight"]
+    assert adapter["base_model.model.net.3.lora_B.weight"].shape == (16, 4)  # whole, not a shard
+    assert adapter["base_model.model.net.3.lora_B.weight"].abs().sum() > 0  # it trained (B starts at zero)
+
+
 # -- DeepSpeed ------------------------------------------------------------------------------
 def config_variant(tmp_path, base: str, drop: tuple[str, ...], **zero) -> str:
     config = json.load(open(base))

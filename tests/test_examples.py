@@ -223,3 +223,16 @@ def test_distributed_example_runs_under_torchrun_and_the_deepspeed_launcher(tmp_
         assert (out / "checkpoint-4" / "trainer_state.json").exists()
         if launcher == "deepspeed":
             assert (out / "checkpoint-4" / "global_step4").is_dir()
+
+
+def test_lora_and_packing_benchmarks_print_their_table_and_ratio():
+    import pytest
+
+    pytest.importorskip("peft")
+    for module, rows in (("benchmarks.packing", ("padded", "packed")), ("benchmarks.lora", ("transformers", "trainforge"))):
+        proc = subprocess.run([sys.executable, "-m", module, "--quick"], capture_output=True, text=True, timeout=600,
+                              cwd=ROOT)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        lines = proc.stdout.strip().splitlines()
+        assert [line.split()[0] for line in lines[1:3]] == list(rows), proc.stdout  # tokens/s and peak RSS of each
+        assert lines[-1].startswith("ratio=") and float(lines[-1][len("ratio="):]) > 0

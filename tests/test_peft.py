@@ -116,3 +116,37 @@ def test_gradient_checkpointing_with_adapters_trains_as_without(tmp_path, reentr
     for key, value in adapter_state(checkpointed.model).items():
         assert not torch.equal(value, initial[key]), key  # the adapters got gradients through the checkpoints
         torch.testing.assert_close(value, expected[key], rtol=1e-5, atol=1e-6)
+
+
+def test_two_adapters_and_modules_to_save_resume_bit_exactly(tmp_path):
+    """A classifier with a trained head (modules_to_save) and a second adapter: both adapters are written (the
+    second in its own folder, as peft does) and both come back on resume."""
+    def model():
+        torch.manual_seed(0)
+        base = transformers.GPT2ForSequenceClassification(transformers.GPT2Config(
+            n_layer=1, n_embd=32, n_head=2, vocab_size=64, n_positions=32, num_labels=3, pad_token_id=0))
+        config = peft.LoraConfig(r=4, target_modules=["c_attn"], fan_in_fan_out=True, modules_to_save=["score"],
+                                 task_type="SEQ_CLS")
+        wrapped = peft.get_peft_model(base, config)
+        wrapped.add_adapter("second", peft.LoraConfig(r=2, target_modules=["c_fc"], fan_in_fan_out=True))
+        return wrapped
+
+    generator = torch.Generator().manual_seed(5)
+    data = [{"input_ids": torch.randint(1, 64, (12,), generator=generator), "labels": i % 3} for i in range(24)]
+    straight = Trainer(model(), lora_args(tmp_path / "straight", max_steps=6), train_dataset=data)
+    straight.train()
+    cut = Trainer(model(), lora_args(tmp_path / "cut", max_steps=6, save_strategy="steps", save_steps=3),
+                  train_dataset=data, callbacks=[StopAt(3)])
+    cut.train()
+    checkpoint = tmp_path / "cut" / "checkpoint-3"
+    assert (checkpoint / "adapter_model.safetensors").is_file()
+    assert (checkpoint / "second" / "adapter_model.safetensors").is_file()
+    resumed = Trainer(model(), lora_args(tmp_path / "cut", max_steps=6), train_dataset=data)
+    resumed.train(resume_from_checkpoint=str(checkpoint))
+    for adapter in ("default", "second"):
+        theirs = peft.get_peft_model_state_dict(straight.model, adapter_name=adapter)
+        ours = peft.get_peft_model_state_dict(resumed.model, adapter_name=adapter)
+        assert theirs.keys() == ours.keys()
+        for key, value in theirs.items():
+            assert torch.equal(value, ours[key]), (adapter, key)
+    assert any("score" in key for key in peft.get_peft_model_state_dict(straight.model))  # the head is saved

@@ -278,3 +278,26 @@ def test_a_bus_without_the_flow_callback_warns(caplog):
     with caplog.at_level("WARNING"):
         CallbackHandler([ProgressCallback()])
     assert "no DefaultFlowCallback" in caplog.text
+
+
+def test_compute_loss_func_and_optimizer_cls_and_kwargs_train_as_in_transformers(tmp_path):
+    """A loss function given the step's label count (a sum over it: exact across accumulation) and an optimizer
+    class with its arguments: the same weights as transformers' Trainer trains to."""
+    def squared_error(outputs, labels, num_items_in_batch=None):
+        return ((outputs[0] - labels) ** 2).sum() / num_items_in_batch
+
+    weights = {}
+    for lib in (transformers, trainforge):
+        values = dict(output_dir=str(tmp_path / lib.__name__), per_device_train_batch_size=4,
+                      gradient_accumulation_steps=3, max_steps=5, report_to="none", disable_tqdm=True,
+                      train_sampling_strategy="sequential", save_strategy="no", lr_scheduler_type="constant")
+        if lib is transformers:
+            values["use_cpu"] = True
+        trainer = lib.Trainer(RegressionModel(), lib.TrainingArguments(**values), train_dataset=RegressionDataset(44),
+                              compute_loss_func=squared_error,
+                              optimizer_cls_and_kwargs=(torch.optim.SGD, {"lr": 0.05, "momentum": 0.9}))
+        trainer.train()
+        assert isinstance(getattr(trainer.optimizer, "optimizer", trainer.optimizer), torch.optim.SGD)
+        weights[lib] = (trainer.model.a.item(), trainer.model.b.item())
+    assert weights[trainforge] == pytest.approx(weights[transformers], rel=1e-6)
+    assert weights[trainforge] != pytest.approx((0.0, 0.0))

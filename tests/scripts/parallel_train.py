@@ -2,7 +2,8 @@
 
 --engine ddp | deepspeed | fairscale | fsdp picks the TrainingArguments that select the engine;
 --mode straight: train to the end; cut: stop at --stop_at with a checkpoint; resume: continue
-from the newest checkpoint. The main process writes ``log_history`` to --output_dir/history.json
+from the newest checkpoint. --lora wraps the model in a PEFT LoRA adapter on its hidden layer (the adapter trains,
+the rest is frozen). The main process writes ``log_history`` to --output_dir/history.json
 and saves the final model to --final. ``--local_rank`` is accepted (the deepspeed launcher passes it).
 """
 
@@ -52,6 +53,24 @@ class StopAt(TrainerCallback):
             control.should_training_stop = True
 
 
+class Config(dict):
+    """A config peft's model card can read (a mapping) that DeepSpeed's 'auto' values read too (attributes)."""
+
+    def __getattr__(self, name):
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+
+def lora_regression():
+    import peft
+
+    model = WideRegression()
+    model.config = Config(hidden_size=WIDTH)
+    return peft.get_peft_model(model, peft.LoraConfig(r=4, target_modules=["net.3"], lora_dropout=0.1))
+
+
 def engine_arguments(engine: str, ds_config: str | None, fsdp_state: str) -> dict:
     if engine == "deepspeed":
         return {"deepspeed": ds_config}
@@ -79,6 +98,7 @@ def main() -> None:
     parser.add_argument("--warmup_steps", type=int, default=2)
     parser.add_argument("--notebook", action="store_true", help="set a one-process environment first")
     parser.add_argument("--local_rank", type=int, default=-1)
+    parser.add_argument("--lora", action="store_true")
     opts = parser.parse_args()
     if opts.notebook:
         from integrations.deepspeed import setup_single_process_distributed
@@ -91,7 +111,7 @@ def main() -> None:
         weight_decay=0.01, save_strategy="no", logging_steps=1, disable_tqdm=True, seed=7, report_to="none",
         **engine_arguments(opts.engine, opts.ds_config, opts.fsdp_state),
     )
-    trainer = Trainer(model_init=WideRegression, args=args, train_dataset=RegressionDataset(96),
+    trainer = Trainer(model_init=lora_regression if opts.lora else WideRegression, args=args, train_dataset=RegressionDataset(96),
                       callbacks=[StopAt(opts.stop_at if opts.mode == "cut" else None)])
     trainer.train(resume_from_checkpoint=True if opts.mode == "resume" else None)
     # 37 samples in batches of 8 over 2 processes: one rank's last batch is partly padding, so it runs an

@@ -236,3 +236,18 @@ def test_lora_and_packing_benchmarks_print_their_table_and_ratio():
         lines = proc.stdout.strip().splitlines()
         assert [line.split()[0] for line in lines[1:3]] == list(rows), proc.stdout  # tokens/s and peak RSS of each
         assert lines[-1].startswith("ratio=") and float(lines[-1][len("ratio="):]) > 0
+
+
+def test_lora_fine_tuning_example_saves_merges_and_reloads_the_adapter(tmp_path):
+    import pytest
+
+    pytest.importorskip("peft")
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, "examples", "finetune_lora.py"), "--output_dir",
+                           str(tmp_path), "--pretrain_steps", "20", "--finetune_steps", "6"],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "eval perplexity of the answers:" in proc.stdout and "instructions packed without padding" in proc.stdout
+    assert {"adapter_model.safetensors", "adapter_config.json"} <= set(os.listdir(tmp_path / "adapter"))
+    assert {"config.json", "model.safetensors"} <= set(os.listdir(tmp_path / "merged"))
+    gap = float(proc.stdout.split("largest logit difference from the adapted model ")[1].split()[0])
+    assert gap < 1e-4  # transformers' from_pretrained of the merged model gives the adapted model's logits

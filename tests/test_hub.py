@@ -217,3 +217,18 @@ def test_init_hf_repo_creates_the_repo_with_the_token_given(tmp_path, hub):
     assert trainer.hub_model_id is None  # push_to_hub=False: no repo yet
     trainer.init_hf_repo(token=TOKEN)
     assert trainer.hub_model_id == "alice/made-later" and "alice/made-later" in hub.repos
+
+
+def test_a_lora_model_pushes_its_adapter(tmp_path, hub):
+    pytest.importorskip("peft")
+    from tests.test_peft import lora_args, lora_gpt2, token_data
+
+    args = lora_args(tmp_path, push_to_hub=True, hub_token=TOKEN, hub_model_id="tiny-lora", save_strategy="steps",
+                     save_steps=5, max_steps=5)
+    trainer = Trainer(lora_gpt2(), args, train_dataset=token_data(20))
+    trainer.train()
+    trainer.push_to_hub()
+    files = hub.files("alice/tiny-lora")
+    assert {"adapter_model.safetensors", "adapter_config.json", "README.md"} <= set(files)
+    assert "model.safetensors" not in files  # the base model is not pushed
+    assert files["adapter_model.safetensors"] == (tmp_path / "adapter_model.safetensors").read_bytes()

@@ -150,3 +150,25 @@ def test_two_adapters_and_modules_to_save_resume_bit_exactly(tmp_path):
         for key, value in theirs.items():
             assert torch.equal(value, ours[key]), (adapter, key)
     assert any("score" in key for key in peft.get_peft_model_state_dict(straight.model))  # the head is saved
+
+
+def test_a_search_over_a_lora_model_builds_a_fresh_adapter_per_trial(tmp_path):
+    optuna = pytest.importorskip("optuna")
+    built = []
+
+    def model_init(trial=None):
+        built.append(lora_gpt2(dropout=0.0))
+        return built[-1]
+
+    args = lora_args(tmp_path, max_steps=3, eval_strategy="steps", eval_steps=3, save_strategy="steps", save_steps=3)
+    trainer = Trainer(model_init=model_init, args=args, train_dataset=token_data(16), eval_dataset=token_data(8, seed=2))
+    best = trainer.hyperparameter_search(
+        hp_space=lambda trial: {"learning_rate": trial.suggest_float("learning_rate", 1e-3, 1e-1, log=True)},
+        n_trials=2, direction="minimize", backend="optuna", sampler=optuna.samplers.RandomSampler(seed=0))
+    assert best.objective is not None and len({id(m) for m in built}) == len(built) == 3  # init + each trial
+    initial = adapter_state(lora_gpt2(dropout=0.0))
+    first, second = adapter_state(built[1]), adapter_state(built[2])
+    key = next(k for k in initial if "lora_B" in k)
+    # each trial trained a fresh adapter of its own (B starts at zero; the learning rates differ)
+    assert not torch.equal(first[key], initial[key]) and not torch.equal(first[key], second[key])
+    assert os.path.isfile(tmp_path / f"run-{best.run_id}" / "checkpoint-3" / "adapter_model.safetensors")

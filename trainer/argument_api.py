@@ -44,10 +44,6 @@ class ArgumentsApi:
                 values[name] = dataclasses.asdict(value)
         if values.get("output_dir") is None:
             values.pop("output_dir", None)
-        if isinstance(values.get("warmup_steps"), float) and values["warmup_steps"] < 1:  # transformers 5: a ratio
-            values["warmup_ratio"], values["warmup_steps"] = values["warmup_steps"], 0
-        elif isinstance(values.get("warmup_steps"), float):
-            values["warmup_steps"] = int(values["warmup_steps"])
         logging.getLogger("trainer").warning(
             "Trainer got transformers' %s: converted to trainforge's TrainingArguments (%d fields taken as they "
             "are)", type(other).__name__, len(values))

@@ -332,7 +332,9 @@ def steps_on_metric(scheduler) -> bool:
 
 
 def num_warmup_steps(args, num_training_steps: int) -> int:
-    """``warmup_steps`` when > 0, else ``ceil(warmup_ratio * num_training_steps)``."""
-    if args.warmup_steps > 0:
-        return args.warmup_steps
-    return math.ceil(num_training_steps * args.warmup_ratio)
+    """``warmup_steps`` when >= 1; a ``warmup_steps`` in (0, 1) is a ratio of the run (transformers 5), else
+    ``warmup_ratio`` is: ``ceil(ratio * num_training_steps)``."""
+    if args.warmup_steps >= 1:
+        return int(args.warmup_steps)
+    ratio = args.warmup_steps if args.warmup_steps > 0 else args.warmup_ratio
+    return math.ceil(num_training_steps * ratio)

@@ -101,3 +101,10 @@ def test_the_properties_and_methods_scripts_call(tmp_path):
     assert (args.learning_rate, args.per_device_train_batch_size, args.num_train_epochs) == (1e-3, 4, 2)
     assert (args.eval_strategy, args.save_steps, args.save_total_limit, args.lr_scheduler_type) == \
         ("steps", 5, 1, "cosine")
+
+
+@pytest.mark.parametrize("warmup", [0.1, 7, 0])
+def test_warmup_steps_below_one_is_a_ratio_as_in_transformers_5(tmp_path, warmup):
+    ours = TrainingArguments(str(tmp_path), warmup_steps=warmup, report_to="none")
+    theirs = transformers.TrainingArguments(str(tmp_path), warmup_steps=warmup, use_cpu=True, report_to="none")
+    assert ours.get_warmup_steps(205) == theirs.get_warmup_steps(205) == {0.1: 21, 7: 7, 0: 0}[warmup]

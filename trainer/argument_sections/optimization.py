@@ -44,7 +44,9 @@ class OptimizationArguments:
     warmup_ratio: float = field(
         default=0.0, metadata=_help("Fraction of the total steps spent warming up linearly from 0.")
     )
-    warmup_steps: int = field(default=0, metadata=_help("Warm-up steps; when > 0 overrides warmup_ratio."))
+    warmup_steps: float = field(default=0, metadata=_help(
+        "Warm-up steps; below 1, a ratio of the run's steps (as transformers 5 reads it). When > 0 it overrides "
+        "warmup_ratio."))
     nonfinite_loss: str = field(
         default="ignore",
         metadata=_help(

@@ -35,6 +35,7 @@ def sequences(n: int, seed: int = 0, shortest: int = 16, longest: int = 256) -> 
 
 
 def pad_batch(features: list[dict]) -> dict:
+    """Right padding to the longest sequence: pad id 0 with attention 0 and label -100."""
     import torch
 
     longest = max(len(f["input_ids"]) for f in features)
@@ -43,9 +44,9 @@ def pad_batch(features: list[dict]) -> dict:
              "labels": torch.full((len(features), longest), -100)}
     for row, f in enumerate(features):
         n = len(f["input_ids"])
-        batch["input_ids"][row, :n] = torch.tensor(f["input_ids"])
+        batch["input_ids"][row, :n] = torch.as_tensor(f["input_ids"])
         batch["attention_mask"][row, :n] = 1
-        batch["labels"][row, :n] = torch.tensor(f["labels"])
+        batch["labels"][row, :n] = torch.as_tensor(f["labels"])
     return batch
 
 
@@ -129,6 +130,20 @@ def compare(name_a: str, spec_a: dict, name_b: str, spec_b: dict, rounds: int) -
         print(f"{name:<34}{statistics.median(r['tokens_per_second'] for r in rows):>18.0f}"
               f"{max(r['peak_rss_mib'] for r in rows):>14.0f}")
     return statistics.median(ratios)
+
+
+def benchmark_main(doc: str, runs, goal: str) -> None:
+    """The command line of a two-run benchmark: ``runs(steps)`` gives ``(name_a, spec_a, name_b, spec_b)``; prints the
+    table, the goal and ``ratio=<b / a>``."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer steps and rounds (under a minute on 2 cores)")
+    opts = parser.parse_args()
+    steps, rounds = (8, 2) if opts.quick else (24, 3)
+    ratio = compare(*runs(steps), rounds)
+    print(f"{goal}, median of {rounds} rounds")
+    print(f"ratio={ratio:.2f}")
 
 
 if __name__ == "__main__":

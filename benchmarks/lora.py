@@ -7,22 +7,14 @@ trained per second and peak memory of each, in alternating runs; the last line i
 
 from __future__ import annotations
 
-import argparse
-
-from benchmarks.lm_runs import compare
+from benchmarks.lm_runs import benchmark_main
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="fewer steps and rounds (a few minutes on 2 cores)")
-    opts = parser.parse_args()
-    steps, rounds = (8, 2) if opts.quick else (24, 3)
+def runs(steps: int) -> tuple:
     common = dict(lora=True, batch=8, steps=steps, samples=8 * (steps + 1), collator="padded")
-    ratio = compare("transformers Trainer", {**common, "library": "transformers"},
-                    "trainforge Trainer", {**common, "library": "trainforge"}, rounds)
-    print(f"ours / transformers label tokens per second, median of {rounds} rounds (goal >= 1.0)")
-    print(f"ratio={ratio:.2f}")
+    return ("transformers Trainer", {**common, "library": "transformers"},
+            "trainforge Trainer", {**common, "library": "trainforge"})
 
 
 if __name__ == "__main__":
-    main()
+    benchmark_main(__doc__, runs, "ours / transformers label tokens per second (goal >= 1.0)")

@@ -7,22 +7,14 @@ counted) and peak memory of each, in alternating runs; the last line is ``ratio=
 
 from __future__ import annotations
 
-import argparse
-
-from benchmarks.lm_runs import compare
+from benchmarks.lm_runs import benchmark_main
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="fewer steps and rounds (a few minutes on 2 cores)")
-    opts = parser.parse_args()
-    steps, rounds = (8, 2) if opts.quick else (24, 3)
+def runs(steps: int) -> tuple:
     common = dict(library="trainforge", lora=False, batch=8, steps=steps, samples=8 * (steps + 1))
-    ratio = compare("padded (DataCollator, pad to longest)", {**common, "collator": "padded"},
-                    "packed (DataCollatorWithFlattening)", {**common, "collator": "packed"}, rounds)
-    print(f"packed / padded label tokens per second, median of {rounds} rounds (goal >= 1.3)")
-    print(f"ratio={ratio:.2f}")
+    return ("padded (DataCollator, pad to longest)", {**common, "collator": "padded"},
+            "packed (DataCollatorWithFlattening)", {**common, "collator": "packed"})
 
 
 if __name__ == "__main__":
-    main()
+    benchmark_main(__doc__, runs, "packed / padded label tokens per second (goal >= 1.3)")

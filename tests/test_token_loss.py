@@ -9,6 +9,7 @@ import torch
 
 transformers = pytest.importorskip("transformers")
 
+from benchmarks.lm_runs import pad_batch as pad  # noqa: E402
 from trainer import Trainer, TrainingArguments  # noqa: E402
 
 LR = 0.5
@@ -32,20 +33,6 @@ def sequences(n: int = 8, seed: int = 3) -> list[dict]:
         labels[: i % 3] = -100  # a masked prompt of 0 to 2 tokens
         out.append({"input_ids": ids, "labels": labels})
     return out
-
-
-def pad(features: list[dict]) -> dict:
-    """Right padding to the longest sequence: pad id 0 with attention 0 and label -100."""
-    longest = max(len(f["input_ids"]) for f in features)
-    batch = {"input_ids": torch.zeros(len(features), longest, dtype=torch.long),
-             "attention_mask": torch.zeros(len(features), longest, dtype=torch.long),
-             "labels": torch.full((len(features), longest), -100)}
-    for row, f in enumerate(features):
-        n = len(f["input_ids"])
-        batch["input_ids"][row, :n] = f["input_ids"]
-        batch["attention_mask"][row, :n] = 1
-        batch["labels"][row, :n] = f["labels"]
-    return batch
 
 
 def one_step(tmp_path, batch: int, accumulation: int, **overrides) -> dict:

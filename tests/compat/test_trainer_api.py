@@ -102,7 +102,7 @@ def test_transformers_arguments_are_converted_with_one_warning(tmp_path, caplog)
     assert isinstance(args, TrainingArguments) and args is not theirs
     assert (args.max_steps, args.learning_rate, args.lr_scheduler_type, args.optim) == (3, 0.05, "cosine",
                                                                                          "adamw_torch_fused")
-    assert (args.warmup_ratio, args.warmup_steps) == (0.5, 0)  # transformers 5 writes a ratio as warmup_steps < 1
+    assert args.warmup_steps == 0.5 and args.get_warmup_steps(10) == 5  # transformers 5's ratio, taken as is
     assert trainer.train().global_step == 3
     with pytest.raises(TypeError, match="args must be a trainer.TrainingArguments, got dict"):
         Trainer(RegressionModel(), {"output_dir": str(tmp_path)})

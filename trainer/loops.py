@@ -174,6 +174,8 @@ class TrainingLoop:
             if args.ignore_data_skip:
                 logger.info("Resuming at epoch %d step %d; ignore_data_skip=True: the epoch's data starts over",
                             epoch, update)
+            elif self.pending_data_position is None and self.updates_per_epoch is None:
+                logger.warning("%s has no dataloader state: the iterable's data starts over", self.resume_path)
             elif self.pending_data_position is None:  # e.g. a transformers checkpoint
                 skip = update * args.gradient_accumulation_steps
                 logger.warning("%s has no dataloader state: the epoch's first %d batches are read and dropped "

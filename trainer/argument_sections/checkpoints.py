@@ -53,7 +53,8 @@ class CheckpointArguments:
         default=False,
         metadata=_help("Resume from a checkpoint without its optimizer state (one saved with save_only_model=True, "
                        "or whose optimizer.pt is lost, or to change optim): the weights, step, epoch and learning-rate schedule position "
-                       "are restored, the optimizer starts fresh. Not bit-exact; the epoch's data starts over."),
+                       "are restored, the optimizer starts fresh. Not bit-exact; a checkpoint without a data position "
+                       "(save_only_model) continues the epoch by reading and dropping its first batches."),
     )
     ignore_data_skip: bool = field(
         default=False,

@@ -32,7 +32,7 @@ def accepts_kwarg(fn, name: str) -> bool:
     return name in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
 
 
-def _inner_model(model: nn.Module) -> nn.Module:
+def inner_model(model: nn.Module) -> nn.Module:
     """The model under DDP's or an engine's wrapper and under a PEFT wrapper."""
     model = getattr(model, "module", model)
     get_base = getattr(model, "get_base_model", None)
@@ -43,7 +43,7 @@ def model_takes_num_items(model: nn.Module) -> bool:
     """Whether ``model``'s forward normalizes its loss by a ``num_items_in_batch`` it is given: its
     ``accepts_loss_kwargs`` says so, or its forward names the parameter, or it is a transformers model whose forward
     takes ``**kwargs`` (its loss functions read it). A plain module that only takes ``**kwargs`` is not assumed to."""
-    inner = _inner_model(model)
+    inner = inner_model(model)
     declared = getattr(inner, "accepts_loss_kwargs", None)
     if declared is not None:
         return bool(declared)
@@ -60,7 +60,7 @@ def model_takes_num_items(model: nn.Module) -> bool:
 
 def loss_shifts_labels(model: nn.Module) -> bool:
     """Whether the model's loss predicts label i+1 at position i (a transformers causal LM, not encoder-decoder)."""
-    inner = _inner_model(model)
+    inner = inner_model(model)
     config = getattr(inner, "config", None)
     if config is None or getattr(config, "is_encoder_decoder", False) or not hasattr(type(inner), "loss_function"):
         return False

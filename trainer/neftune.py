@@ -12,6 +12,8 @@ import math
 import torch
 from torch import nn
 
+from .loss import inner_model
+
 
 def _noisy_embeddings(module: nn.Module, inputs, output: torch.Tensor) -> torch.Tensor:
     if not module.training:
@@ -22,9 +24,7 @@ def _noisy_embeddings(module: nn.Module, inputs, output: torch.Tensor) -> torch.
 
 def input_embeddings(model: nn.Module) -> nn.Module:
     """The input embedding module of a transformers model (through DDP's and PEFT's wrappers)."""
-    model = getattr(model, "module", model)
-    get_base = getattr(model, "get_base_model", None)
-    inner = get_base() if callable(get_base) else model
+    inner = inner_model(model)
     if not hasattr(inner, "get_input_embeddings"):
         raise ValueError(f"neftune_noise_alpha needs the model's input embeddings, but {type(inner).__name__} has no "
                          "get_input_embeddings(): use a transformers model, or unset neftune_noise_alpha")

@@ -37,6 +37,7 @@ REASONS = {
     "ours:evaluation_strategy": "the old name of eval_strategy, still accepted",
     "ours:group_by_length": "the transformers 4 name of train_sampling_strategy='group_by_length'",
     "ours:include_inputs_for_metrics": "the transformers 4 name of include_for_metrics=['inputs']",
+    "ours:include_tokens_per_second": "the transformers 4 field: train_tokens_per_second in train()'s metrics",
     "ours:logging_dir": "where TensorBoard writes (transformers 5 dropped it for an environment variable)",
     "ours:nonfinite_loss": "what a nan/inf loss does: 'ignore', 'skip' the update or 'stop'",
     "ours:overwrite_output_dir": "a new run into an output_dir holding checkpoints deletes them only when asked",

@@ -10,6 +10,8 @@ import signal
 import sys
 import time
 
+import pytest
+
 from tests.fixtures import assert_same_weights
 from tests.processes import finish, start
 from trainer.checkpoint import list_checkpoints
@@ -44,6 +46,12 @@ def test_two_process_resume_is_exact_with_per_rank_state(tmp_path):
         scalars = tensorboard_scalars(run_dir)
         assert [s for s, _ in scalars["train/loss"]] == [5, 10, 15, 20]
         assert scalars["train/num_input_tokens_seen"] == [(5, 40.0), (10, 80.0), (15, 120.0), (20, 160.0), (24, 192.0)]
+        # the rate is of both ranks' tokens: rate x runtime gives the summed count back (runtime rounded to 0.1 ms)
+        runtime, tokens = dict(scalars["train/train_runtime"]), dict(scalars["train/num_input_tokens_seen"])
+        rates = scalars["train/train_tokens_per_second"]
+        assert [step for step, _ in rates] == [5, 10, 15, 20]
+        for step, rate in rates:
+            assert rate * runtime[step] == pytest.approx(tokens[step], rel=0.01)
     torchrun("--output_dir", tmp_path / "cut", "--final", tmp_path / "unused", "--mode", "cut", "--stop_at", 11)
     ckpt = tmp_path / "cut" / "checkpoint-11"
     files = set(os.listdir(ckpt))

@@ -335,17 +335,18 @@ def test_notebook_quickstart_runs_in_a_jupyter_kernel(tmp_path):
     assert glob.glob(str(tmp_path / "nb" / "checkpoint-*" / "model.safetensors"))
 
 
+class TokenModel(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.emb = torch.nn.Embedding(10, 1)
+
+    def forward(self, input_ids, attention_mask, labels):
+        pred = (self.emb(input_ids).squeeze(-1) * attention_mask).sum(-1)
+        return {"loss": torch.nn.functional.mse_loss(pred, labels)}
+
+
 @pytest.mark.parametrize("mode", ["all", "non_padding"])
 def test_num_input_tokens_seen_all_or_non_padding_survives_resume(tmp_path, mode):
-    class TokenModel(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.emb = torch.nn.Embedding(10, 1)
-
-        def forward(self, input_ids, attention_mask, labels):
-            pred = (self.emb(input_ids).squeeze(-1) * attention_mask).sum(-1)
-            return {"loss": torch.nn.functional.mse_loss(pred, labels)}
-
     lengths = [2 + i % 5 for i in range(24)]
     data = [{"input_ids": torch.tensor([1] * n + [0] * (6 - n)), "attention_mask": torch.tensor([1] * n + [0] * (6 - n)),
              "labels": torch.tensor(float(n))} for n in lengths]
@@ -363,6 +364,36 @@ def test_num_input_tokens_seen_all_or_non_padding_survives_resume(tmp_path, mode
     resumed = Trainer(TokenModel(), args, train_dataset=data)
     resumed.train(resume_from_checkpoint=str(tmp_path / "out" / "checkpoint-3"))
     assert [h["num_input_tokens_seen"] for h in resumed.state.log_history if "loss" in h] == seen
+
+
+def test_tokens_per_second_is_this_train_calls_tokens_over_its_runtime(tmp_path, monkeypatch):
+    import types
+
+    import trainer.loops as loops_module
+    import trainer.speed_memory as speed_module
+
+    # a stopped clock: every train() starts at 100 s and every rate is read at 102 s, so each rate is tokens / 2
+    monkeypatch.setattr(loops_module, "time", types.SimpleNamespace(perf_counter=lambda: 100.0))
+    monkeypatch.setattr(speed_module, "time", types.SimpleNamespace(perf_counter=lambda: 102.0))
+    data = [{"input_ids": torch.ones(6, dtype=torch.long), "attention_mask": torch.ones(6), "labels": torch.tensor(1.0)}
+            for _ in range(24)]  # 48 tokens a step
+    args = regression_args(tmp_path, include_tokens_per_second=True, max_steps=6, logging_steps=2,
+                           save_strategy="steps", save_steps=3)
+    assert args.include_num_input_tokens_seen is True  # the rate needs the count
+    trainer = Trainer(TokenModel(), args, train_dataset=data)
+    metrics = trainer.train().metrics
+    rates = [(h["step"], h["train_runtime"], h["train_tokens_per_second"]) for h in trainer.state.log_history
+             if "loss" in h]
+    assert rates == [(2, 2.0, 48.0), (4, 2.0, 96.0), (6, 2.0, 144.0)]
+    assert (metrics["train_tokens_per_second"], metrics["num_input_tokens_seen"]) == (144.0, 288)
+    resumed = Trainer(TokenModel(), args, train_dataset=data)
+    metrics = resumed.train(resume_from_checkpoint=str(tmp_path / "out" / "checkpoint-3")).metrics
+    rates = [(h["step"], h["train_tokens_per_second"]) for h in resumed.state.log_history if "loss" in h][1:]
+    assert rates == [(4, 24.0), (6, 72.0)]  # the 144 tokens of the first 3 steps were not seen by this call
+    assert (metrics["train_tokens_per_second"], metrics["num_input_tokens_seen"]) == (72.0, 288)
+    plain = Trainer(TokenModel(), regression_args(tmp_path, include_num_input_tokens_seen=True, max_steps=2),
+                    train_dataset=data)
+    assert "train_tokens_per_second" not in plain.train().metrics  # train()'s metrics have it only when asked
 
 
 def test_num_input_tokens_seen_needs_the_main_input(tmp_path):

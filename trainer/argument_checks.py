@@ -82,6 +82,8 @@ def normalize_arguments(args) -> None:
         args.metric_for_best_model = "loss"
     if args.greater_is_better is None and args.metric_for_best_model is not None:
         args.greater_is_better = not args.metric_for_best_model.endswith("loss")
+    if args.include_tokens_per_second and args.include_num_input_tokens_seen in (False, "no"):
+        args.include_num_input_tokens_seen = True  # the rate needs the count
     if args.torch_compile_backend is not None or args.torch_compile_mode is not None:
         args.torch_compile = True
     if args.torch_compile and args.torch_compile_backend is None:

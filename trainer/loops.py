@@ -125,6 +125,7 @@ class TrainingLoop:
         self.window = LossWindow(self.args.logging_nan_inf_filter, trainer.runtime.device)
         self.last_logged_step: int | None = None  # None: the step the run starts at
         self.dataloader = None
+        self.start_time: float | None = None  # when run() began (perf_counter): the logs' train_runtime
         # set by a restore, used when the first epoch opens
         self.resume_path: str | None = None
         self.complete = False  # the checkpoint resumed from ends the run: no step is taken
@@ -228,7 +229,8 @@ class TrainingLoop:
         self.preempted = False
         first_epoch, update = self.start_position()
         start_step = state.global_step
-        start_time = time.perf_counter()
+        self.start_time = start_time = time.perf_counter()
+        trainer._initial_num_input_tokens_seen = state.num_input_tokens_seen  # after a restore: this call's tokens
 
         fire("on_train_begin")
         if args.eval_on_start and state.global_step == 0:  # a sanity check, not a candidate for the best model
@@ -335,14 +337,12 @@ class TrainingLoop:
         total, first_bad = torch.stack([self.window.total.float(), self.window.first_bad_step.float()]).tolist()
         self.window.warn_once(first_bad)
         train_loss = (total / state.global_step) if state.global_step else 0.0
-        metrics = speed_metrics(
-            "train", start_time, num_samples=steps_done * self.total_batch_size, num_steps=steps_done
-        )
+        tokens = state.num_input_tokens_seen - trainer._initial_num_input_tokens_seen
+        metrics = speed_metrics("train", start_time, num_samples=steps_done * self.total_batch_size,
+                                num_steps=steps_done, num_tokens=tokens if args.include_tokens_per_second else None)
         metrics["total_flos"] = float(state.total_flos)
         metrics["train_loss"] = train_loss
-        if count_tokens:
-            metrics["num_input_tokens_seen"] = state.num_input_tokens_seen
-        return metrics
+        return metrics  # log() adds epoch and num_input_tokens_seen
 
     def nonfinite(self, step_loss: torch.Tensor) -> bool:
         """Whether this update's loss is nan/inf on any process (one host read); 'stop' raises, 'skip' warns."""
@@ -459,10 +459,8 @@ class TrainingLoop:
             logs["grad_norm"] = values[2]
         # the rate the logged steps used (the last one's), as transformers logs it, not the next step's
         logs["learning_rate"] = float(self.step_lr) if self.step_lr is not None else trainer.current_learning_rate()
-        if self.counts_tokens:
-            logs["num_input_tokens_seen"] = state.num_input_tokens_seen
         self.last_logged_step = state.global_step
-        trainer.log(logs)
+        trainer.log(logs, self.start_time)  # with tokens counted: num_input_tokens_seen, train_tokens_per_second
 
 
 def count_input_tokens(model, inputs, mode):

@@ -5,6 +5,7 @@
 | ``{split}_runtime``                 | seconds of the call                            |
 | ``{split}_samples_per_second``      | samples processed / runtime                    |
 | ``{split}_steps_per_second``        | optimizer steps (train) or batches / runtime   |
+| ``train_tokens_per_second``         | input tokens of all processes / runtime        |
 | ``{split}_mem_cpu_alloc_delta``     | RSS at the end minus at the start, bytes       |
 | ``{split}_mem_cpu_peaked_delta``    | peak RSS above the end value, bytes (sampled)  |
 | ``{split}_mem_gpu_alloc_delta``     | CUDA allocated at the end minus at the start    |
@@ -21,14 +22,14 @@ import threading
 import time
 
 
-def speed_metrics(split: str, start_time: float, num_samples: int | None = None, num_steps: int | None = None) -> dict:
+def speed_metrics(split: str, start_time: float, num_samples: int | None = None, num_steps: int | None = None,
+                  num_tokens: int | None = None) -> dict:
     runtime = time.perf_counter() - start_time
     out = {f"{split}_runtime": round(runtime, 4)}
     if runtime > 0:
-        if num_samples is not None:
-            out[f"{split}_samples_per_second"] = round(num_samples / runtime, 3)
-        if num_steps is not None:
-            out[f"{split}_steps_per_second"] = round(num_steps / runtime, 3)
+        for unit, count in (("samples", num_samples), ("steps", num_steps), ("tokens", num_tokens)):
+            if count is not None:
+                out[f"{split}_{unit}_per_second"] = round(count / runtime, 3)
     return out
 
 

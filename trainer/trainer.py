@@ -167,6 +167,7 @@ class Trainer(LossComputation, TrainerApi):
         self.current_gradient_accumulation_steps = args.gradient_accumulation_steps
         self._train_batch_size = args.train_batch_size
         self.is_in_train = False
+        self._initial_num_input_tokens_seen = 0  # num_input_tokens_seen when this train() call began
         self._flos_params = None  # non-embedding parameter count, for floating_point_ops
         self._past = None  # outputs[past_index] of the last step, fed back as `mems` (past_index >= 0)
         self._preemption = None  # the signal handler while train() runs (an evaluation stops at its flag)
@@ -442,11 +443,19 @@ class Trainer(LossComputation, TrainerApi):
 
     # -- logging --------------------------------------------------------------------------
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
-        """Record ``logs`` (with ``epoch`` and ``step``) in ``state.log_history``; fire on_log."""
+        """Record ``logs`` (with ``epoch`` and ``step``) in ``state.log_history``; fire on_log.
+
+        As transformers' ``log``, it adds to ``logs`` itself: ``epoch``, and when input tokens are counted
+        ``num_input_tokens_seen`` (all processes) plus, given the train() ``start_time``, ``train_runtime`` and
+        ``train_tokens_per_second`` over this train() call's tokens.
+        """
         if self.state.epoch is not None:
-            logs = {**logs, "epoch": self.state.epoch}
-        if start_time is not None:
-            logs.update(speed_metrics("train", start_time))
+            logs["epoch"] = self.state.epoch
+        if self.args.include_num_input_tokens_seen not in (False, "no"):
+            logs["num_input_tokens_seen"] = self.state.num_input_tokens_seen
+            if start_time is not None:
+                tokens = self.state.num_input_tokens_seen - self._initial_num_input_tokens_seen
+                logs.update(speed_metrics("train", start_time, num_tokens=tokens))
         self.state.log_history.append({**logs, "step": self.state.global_step})
         self.control = self.callback_handler.on_log(self.args, self.state, self.control, logs=logs)
 
@@ -512,9 +521,7 @@ class Trainer(LossComputation, TrainerApi):
             return metrics
         output, metrics = self._measured_loop(self.get_eval_dataloader(eval_dataset), "Evaluation", ignore_keys,
                                               metric_key_prefix)
-        self.log(metrics)
-        if self.state.epoch is not None:  # returned with the metrics, as transformers' evaluate() does
-            metrics["epoch"] = self.state.epoch
+        self.log(metrics)  # adds epoch (and num_input_tokens_seen) to the metrics returned, as transformers does
         self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics=metrics)
         if not self.is_in_train:  # memory metrics are returned, not logged (as transformers does)
             self._memory_tracker.stop_and_update(metric_key_prefix, metrics)

@@ -301,3 +301,27 @@ def test_compute_loss_func_and_optimizer_cls_and_kwargs_train_as_in_transformers
         weights[lib] = (trainer.model.a.item(), trainer.model.b.item())
     assert weights[trainforge] == pytest.approx(weights[transformers], rel=1e-6)
     assert weights[trainforge] != pytest.approx((0.0, 0.0))
+
+
+def test_token_counts_and_rates_are_logged_with_transformers_keys(tmp_path):
+    config = transformers.GPT2Config(n_layer=1, n_embd=16, n_head=2, vocab_size=50, n_positions=16)
+    data = [{"input_ids": torch.arange(i, i + 8) % 50, "labels": torch.arange(i, i + 8) % 50} for i in range(16)]
+    logs, returned = {}, {}
+    for lib in (transformers, trainforge):
+        values = dict(output_dir=str(tmp_path / lib.__name__), report_to="none", disable_tqdm=True, max_steps=4,
+                      logging_steps=2, eval_strategy="steps", eval_steps=2, per_device_train_batch_size=4,
+                      include_num_input_tokens_seen=True, save_strategy="no")
+        if lib is transformers:
+            values["use_cpu"] = True
+        torch.manual_seed(0)
+        run = lib.Trainer(transformers.GPT2LMHeadModel(config), lib.TrainingArguments(**values), train_dataset=data,
+                          eval_dataset=data[:4])
+        train = run.train().metrics
+        train.pop("total_flos", None)  # transformers' PrinterCallback pops it out of the metrics (docs/compat.md)
+        logs[lib] = [(list(h), h["step"], h["num_input_tokens_seen"]) for h in run.state.log_history]
+        returned[lib] = (list(train), list(run.evaluate()))
+    assert logs[trainforge] == logs[transformers]
+    assert logs[trainforge][0] == (["loss", "grad_norm", "learning_rate", "epoch", "num_input_tokens_seen",
+                                    "train_runtime", "train_tokens_per_second", "step"], 2, 64)
+    assert returned[trainforge] == returned[transformers]
+    assert returned[trainforge][1][-2:] == ["epoch", "num_input_tokens_seen"]

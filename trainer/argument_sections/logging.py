@@ -32,7 +32,13 @@ class LoggingArguments:
         default=False,
         metadata=_help("Count the input tokens trained on (all processes) and log num_input_tokens_seen: True or "
                        "'all' counts every position of the main input (input_ids), 'non_padding' only those the "
-                       "attention_mask keeps."),
+                       "attention_mask keeps. Each training log also gets train_runtime and "
+                       "train_tokens_per_second (this train() call's tokens / its seconds)."),
+    )
+    include_tokens_per_second: bool = field(
+        default=False,
+        metadata=_help("Report train_tokens_per_second (input tokens of all processes / runtime) in train()'s "
+                       "metrics too; counts tokens as include_num_input_tokens_seen=True does if that is off."),
     )
     logging_steps: float = field(
         default=500, metadata=_help("Log every N update steps; a float < 1 is a fraction of the total steps.")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
 import torch
 from torch import nn
@@ -148,3 +150,38 @@ def test_sharded_save_pretrained_weights_load_back(tmp_path):
     (tmp_path / "sharded" / "model.safetensors.index.json").unlink()
     with pytest.raises(FileNotFoundError, match=r"has no model.safetensors \(nor model.safetensors.index.json\)"):
         load_model_weights(fresh, str(tmp_path / "sharded"))
+
+
+@pytest.mark.skipif(shutil.which("cc") is None, reason="inductor compiles C++ kernels: no C compiler here")
+def test_torch_compile_with_inductor_trains_a_small_gpt2_as_eager_and_resumes_exactly(tmp_path):
+    from safetensors.torch import load_file
+
+    config = transformers.GPT2Config(n_layer=2, n_embd=32, n_head=2, vocab_size=64, n_positions=16, resid_pdrop=0.0,
+                                     embd_pdrop=0.0, attn_pdrop=0.0)
+    data = [{"input_ids": torch.arange(i, i + 12) % 64, "labels": torch.arange(i, i + 12) % 64} for i in range(32)]
+
+    def run(compiled, resume=None):
+        torch.manual_seed(0)
+        args = regression_args(tmp_path / f"compiled_{compiled}", torch_compile=compiled, max_steps=4,
+                               per_device_train_batch_size=8, learning_rate=1e-3, logging_steps=2,
+                               save_strategy="steps", save_steps=2)
+        trainer = Trainer(transformers.GPT2LMHeadModel(config), args, train_dataset=data, eval_dataset=data[:8])
+        trainer.train(resume_from_checkpoint=resume)
+        losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+        return trainer, losses, {k: v.clone() for k, v in trainer.model.state_dict().items()}
+
+    eager, eager_losses, eager_weights = run(False)
+    compiled, losses, weights = run(True)
+    assert type(compiled.model_wrapped).__name__ == "OptimizedModule" and compiled.model_wrapped._orig_mod is \
+        compiled.model
+    assert losses == pytest.approx(eager_losses, rel=1e-5)
+    for name, value in eager_weights.items():
+        torch.testing.assert_close(weights[name], value, rtol=1e-4, atol=1e-5)
+    assert compiled.evaluate()["eval_loss"] == pytest.approx(eager.evaluate()["eval_loss"], rel=1e-5)
+    checkpoint = tmp_path / "compiled_True" / "out" / "checkpoint-2"
+    assert set(load_file(str(checkpoint / "model.safetensors"))) == set(load_file(
+        str(tmp_path / "compiled_False" / "out" / "checkpoint-2" / "model.safetensors")))  # no _orig_mod. prefix
+    _, resumed_losses, resumed = run(True, resume=str(checkpoint))
+    assert resumed_losses == losses
+    for name, value in weights.items():
+        assert torch.equal(resumed[name], value), name

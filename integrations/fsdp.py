@@ -16,6 +16,10 @@ state_dict_type               ``"full"`` (default): ``model.safetensors`` + ``op
                               full states; ``"sharded"``: torch.distributed.checkpoint writes each
                               process's shards to ``fsdp_state/`` (no gather on save)
 reshard_after_forward         override the choice ``full_shard``/``shard_grad_op`` makes
+activation_checkpointing      recompute each sharded unit's activations in its backward (the
+                              outermost units; torch's composable ``checkpoint``), where its
+                              parameters are gathered already: no second all-gather, unlike the
+                              model's own ``gradient_checkpointing`` (setting both is refused)
 ============================  ===============================================================
 
 accelerate 1.15 only takes its FSDP path when it drives CUDA devices (with ``cpu=True`` it
@@ -33,7 +37,7 @@ from .strategy import EngineStrategy, load_json_option, parse_options
 
 FSDP_OPTIONS = ("full_shard", "shard_grad_op", "hybrid_shard", "offload", "auto_wrap")
 FSDP_CONFIG_KEYS = ("transformer_layer_cls_to_wrap", "min_num_params", "state_dict_type", "reshard_after_forward",
-                    "version")
+                    "version", "activation_checkpointing")
 SHARDED_STATE_DIR = "fsdp_state"
 
 
@@ -67,6 +71,20 @@ def load_fsdp_config(value) -> dict:
     return config
 
 
+def recompute_units(units: list[torch.nn.Module]) -> None:
+    """Recompute the activations of the outermost ``units`` in backward (before they are sharded)."""
+    from torch.distributed._composable import checkpoint
+
+    if not units:
+        raise ValueError("fsdp_config['activation_checkpointing'] recomputes the sharded units, and this model has none "
+                         "besides the root: name them with fsdp_config['transformer_layer_cls_to_wrap'] (or "
+                         "min_num_params)")
+    inner = {id(m) for unit in units for m in unit.modules() if m is not unit}
+    for unit in units:
+        if id(unit) not in inner:
+            checkpoint(unit)
+
+
 class FSDPStrategy(EngineStrategy):
     name = argument = "fsdp"
     example = "fsdp='full_shard'"
@@ -78,7 +96,12 @@ class FSDPStrategy(EngineStrategy):
     @classmethod
     def validate_arguments(cls, args) -> None:
         parse_fsdp(args.fsdp)
-        load_fsdp_config(args.fsdp_config)
+        if load_fsdp_config(args.fsdp_config).get("activation_checkpointing") and args.gradient_checkpointing:
+            raise ValueError(
+                "fsdp_config['activation_checkpointing'] and gradient_checkpointing (activation_checkpointing) are "
+                "both set: the model's own recompute would gather each unit's parameters a second time in backward; "
+                "keep fsdp_config['activation_checkpointing'] and set gradient_checkpointing=False"
+            )
         super().validate_arguments(args)
 
     def __init__(self, args):
@@ -124,6 +147,8 @@ class FSDPStrategy(EngineStrategy):
                 targets.append(module)
             elif min_params and not classes and sum(p.numel() for p in module.parameters()) >= int(min_params):
                 targets.append(module)
+        if self.config.get("activation_checkpointing"):
+            recompute_units(targets)
         for module in reversed(targets):  # innermost first
             if not isinstance(module, FSDPModule):
                 fully_shard(module, **kwargs)

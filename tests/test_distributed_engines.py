@@ -216,12 +216,19 @@ def test_fairscale_simple_matches_ddp_checkpoints_consolidated_and_resumes(ddp_r
 def test_fsdp2_matches_ddp_and_resumes_from_full_state(ddp_reference, tmp_path):
     launch("torchrun", tmp_path / "straight", "--engine", "fsdp", "--final", tmp_path / "straight_final")
     assert history(tmp_path / "straight")["strategy"] == "fsdp"
+    assert history(tmp_path / "straight")["grad_forwards"] == 12  # one training forward a step, no recompute
     assert_matches_reference(ddp_reference, tmp_path / "straight", tmp_path / "straight_final")
     run_dir = cut_and_resume("torchrun", tmp_path, "cut", "--engine", "fsdp")
     checkpoint = os.path.join(run_dir, "checkpoint-5")
     assert {"model.safetensors", "optimizer.pt"} <= set(os.listdir(checkpoint))
     assert len(torch.load(os.path.join(checkpoint, "optimizer.pt"), weights_only=True)["state"]) == 6
     assert_same_weights(tmp_path / "straight_final", tmp_path / "cut_final")
+
+
+def test_fsdp2_activation_checkpointing_recomputes_each_unit_and_trains_as_ddp(ddp_reference, tmp_path):
+    launch("torchrun", tmp_path / "run", "--engine", "fsdp", "--fsdp_recompute", "--final", tmp_path / "final")
+    assert history(tmp_path / "run")["grad_forwards"] == 24  # each step's forward runs again in its backward
+    assert_matches_reference(ddp_reference, tmp_path / "run", tmp_path / "final")  # same losses, weights, keys
 
 
 def test_fsdp2_sharded_checkpoints_resume_exactly(ddp_reference, tmp_path):

@@ -316,8 +316,11 @@ def test_a_batch_that_is_one_tensor_is_the_models_one_argument(tmp_path):
 
 
 def test_gradient_checkpointing_needs_model_support(tmp_path):
-    with pytest.raises(ValueError, match="has no gradient_checkpointing_enable"):
+    with pytest.raises(ValueError, match="RegressionModel has neither: call torch.utils.checkpoint.checkpoint"):
         Trainer(RegressionModel(), regression_args(tmp_path, gradient_checkpointing=True))
+    with pytest.raises(ValueError, match="RegressionModel has neither"):  # a model_init's model: at train()
+        Trainer(model_init=RegressionModel, args=regression_args(tmp_path, gradient_checkpointing=True),
+                train_dataset=RegressionDataset(8)).train()
 
 
 def test_auto_find_batch_size_halves_on_oom(tmp_path):

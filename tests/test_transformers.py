@@ -12,7 +12,7 @@ transformers = pytest.importorskip("transformers")
 datasets = pytest.importorskip("datasets")
 
 from examples.text_classification import FILLER, WORDS, reviews  # noqa: E402
-from tests.fixtures import regression_args  # noqa: E402
+from tests.fixtures import RegressionDataset, RegressionModel, regression_args  # noqa: E402
 from trainer import Trainer  # noqa: E402
 
 
@@ -185,3 +185,37 @@ def test_torch_compile_with_inductor_trains_a_small_gpt2_as_eager_and_resumes_ex
     assert resumed_losses == losses
     for name, value in weights.items():
         assert torch.equal(resumed[name], value), name
+
+
+def test_liger_kernel_is_refused_without_a_gpu_and_patched_into_the_base_model_with_one(tmp_path, monkeypatch, caplog):
+    import sys
+    import types
+
+    import trainer.trainer as trainer_module
+
+    model = transformers.GPT2LMHeadModel(transformers.GPT2Config(n_layer=1, n_embd=16, n_head=2, vocab_size=50))
+    args = regression_args(tmp_path, use_liger_kernel=True, liger_kernel_config='{"rope": true}', max_steps=1,
+                           per_device_train_batch_size=2)
+    assert args.liger_kernel_config == {"rope": True}
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="use_liger_kernel=True needs a CUDA GPU \\(Liger's kernels are Triton GPU "
+                                             "kernels\\), and this machine has no CUDA GPU; unset use_liger_kernel"):
+            Trainer(model, args)
+    with pytest.raises(ValueError, match="and use_cpu=True runs on the CPU"):
+        Trainer(model, regression_args(tmp_path, use_liger_kernel=True, use_cpu=True))
+    # the wiring, with liger's entry point recorded and the GPU check passed (the kernels run in tests/test_gpu.py)
+    calls = []
+    liger = types.ModuleType("liger_kernel")
+    liger.transformers = types.SimpleNamespace(_apply_liger_kernel_to_instance=lambda **kw: calls.append(kw))
+    monkeypatch.setitem(sys.modules, "liger_kernel", liger)
+    monkeypatch.setitem(sys.modules, "liger_kernel.transformers", liger.transformers)
+    monkeypatch.setattr(trainer_module, "check_liger_kernel", lambda args: None)
+    peft = pytest.importorskip("peft")
+    lora = peft.get_peft_model(model, peft.LoraConfig(r=2, target_modules=["c_attn"]))
+    data = [{"input_ids": torch.arange(8), "labels": torch.arange(8)}] * 2
+    Trainer(lora, args, train_dataset=data).train()
+    assert calls == [{"model": model, "rope": True}]  # the PEFT model's base, with the config's options
+    with caplog.at_level("WARNING"):
+        Trainer(RegressionModel(), regression_args(tmp_path / "plain", use_liger_kernel=True, max_steps=1),
+                train_dataset=RegressionDataset(8)).train()
+    assert len(calls) == 1 and "RegressionModel is not a transformers PreTrainedModel, so no Liger kernel" in caplog.text

@@ -56,7 +56,8 @@ def normalize_arguments(args) -> None:
         setattr(args, name, enum(value))
     if args.train_sampling_strategy == "group_by_length" or args.group_by_length:  # transformers 5's name, and ours
         args.group_by_length, args.train_sampling_strategy = True, "group_by_length"
-    for name in ("lr_scheduler_kwargs", "gradient_checkpointing_kwargs", "accelerator_config"):
+    for name in ("lr_scheduler_kwargs", "gradient_checkpointing_kwargs", "activation_checkpointing_kwargs",
+                 "liger_kernel_config", "accelerator_config"):
         value = getattr(args, name)
         if isinstance(value, str) and name == "accelerator_config" and not value.lstrip().startswith("{"):
             with open(value, encoding="utf-8") as f:  # transformers takes a JSON file's path too
@@ -66,6 +67,13 @@ def normalize_arguments(args) -> None:
                 setattr(args, name, json.loads(value))
             except json.JSONDecodeError as e:
                 raise ValueError(f"{name}={value!r} is not valid JSON: write it as '{{\"key\": 1}}' ({e})") from e
+    # transformers 5's names for gradient checkpointing: a name set (not None) wins, then both names agree
+    if args.activation_checkpointing is not None:
+        args.gradient_checkpointing = bool(args.activation_checkpointing)
+    args.activation_checkpointing = args.gradient_checkpointing
+    if args.activation_checkpointing_kwargs is not None:
+        args.gradient_checkpointing_kwargs = args.activation_checkpointing_kwargs
+    args.activation_checkpointing_kwargs = args.gradient_checkpointing_kwargs
     if isinstance(args.include_for_metrics, str):
         args.include_for_metrics = [s.strip() for s in args.include_for_metrics.split(",") if s.strip()]
     args.include_for_metrics = list(args.include_for_metrics)
@@ -159,7 +167,7 @@ def check_arguments(args) -> None:
             f"lr_scheduler_type={args.lr_scheduler_type!r} is not a known schedule; "
             f"choose from: {', '.join(SCHEDULER_NAMES)}"
         )
-    for name in ("lr_scheduler_kwargs", "gradient_checkpointing_kwargs"):
+    for name in ("lr_scheduler_kwargs", "gradient_checkpointing_kwargs", "liger_kernel_config"):
         value = getattr(args, name)
         if value is not None and not isinstance(value, dict):
             raise ValueError(f"{name}={value!r} must be a dict (or a JSON object string)")
@@ -217,10 +225,6 @@ def check_arguments(args) -> None:
 NOT_SUPPORTED = {
     "parallelism_config": "accelerate's tensor/context parallelism is not supported; shard with fsdp, deepspeed or "
                           "DDP",
-    "activation_checkpointing": "use gradient_checkpointing=True, which recomputes activations under every engine",
-    "activation_checkpointing_kwargs": "use gradient_checkpointing=True with gradient_checkpointing_kwargs",
-    "use_liger_kernel": "Liger kernels are not integrated",
-    "liger_kernel_config": "Liger kernels are not integrated",
     "eval_use_gather_object": "only tensor predictions are gathered across processes",
     "debug": "transformers' debug options are not supported; nonfinite_loss='stop' stops at the first nan/inf loss",
 }

@@ -25,10 +25,12 @@ from .arguments import resolve_steps
 from .checkpoint import list_checkpoints, restore_rng_state
 from .checkpointing import loop_parts
 from .data import close_workers, epoch_plan, has_length, set_dataloader_epoch
+from .kernels import apply_liger_kernel
 from .optim import num_warmup_steps, steps_on_metric
 from .optimizers_external import set_optimizer_mode
 from .outputs import TrainOutput
 from .preemption import EvaluationInterrupted, PreemptionHandler, stop_requested
+from .recompute import enable_activation_checkpointing
 from .rng_streams import seed_step
 from .speed_memory import speed_metrics
 
@@ -509,12 +511,10 @@ def run_training(trainer: Trainer, batch_size: int) -> TrainOutput:
     config = getattr(trainer.model, "config", None)
     if config is not None and hasattr(config, "use_cache"):  # as transformers does: no key-value cache in training
         config.use_cache = args.use_cache
+    if args.use_liger_kernel:
+        apply_liger_kernel(trainer.model, args.liger_kernel_config)
     if args.gradient_checkpointing:
-        kwargs = args.gradient_checkpointing_kwargs or {"use_reentrant": False}
-        if hasattr(trainer.model, "activation_checkpointing_enable"):  # transformers >= 5's name
-            trainer.model.activation_checkpointing_enable(kwargs)
-        else:
-            trainer.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+        enable_activation_checkpointing(trainer.model, args.gradient_checkpointing_kwargs)
     trainer.model = rt.strategy.shard(trainer.model)  # FSDP: parameters sharded before the optimizer sees them
     trainer.create_optimizer()
     model, trainer.optimizer, trainer.lr_scheduler = rt.prepare_training(

@@ -43,6 +43,7 @@ from .data import (
 )
 from .eval_loop import empty_dataset_message, evaluation_loop, prediction_step
 from .faults import check_trainable, explain_training_error
+from .kernels import check_liger_kernel
 from .label_smoothing import label_smoother_for
 from .loops import run_training
 from .loss import LossComputation, accepts_kwarg
@@ -51,6 +52,7 @@ from .optim import create_optimizer, get_scheduler, num_warmup_steps, steps_on_m
 from .outputs import EvalLoopOutput, PredictionOutput, TrainOutput
 from .prediction_store import PAD_INDEX
 from .publishing import Publisher
+from .recompute import check_activation_checkpointing
 from .results import format_metrics, write_results
 from .resume import EarlierRun, prepare_output_dir, resolve_checkpoint, saved_train_batch_size
 from .runtime import Runtime, configure_logging, set_seed
@@ -133,11 +135,9 @@ class Trainer(LossComputation, TrainerApi):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
         self.model = model
         self.model_wrapped = model
-        if args.gradient_checkpointing and not hasattr(model, "gradient_checkpointing_enable"):
-            raise ValueError(
-                f"gradient_checkpointing=True, but {type(model).__name__} has no gradient_checkpointing_enable(): "
-                "use a transformers model or apply torch.utils.checkpoint inside your forward(), and unset the flag"
-            )
+        if args.gradient_checkpointing:
+            check_activation_checkpointing(model)  # here, not at train()
+        check_liger_kernel(args)
         if data_collator is None:
             has_pad = self.processing_class is not None and hasattr(self.processing_class, "pad")
             data_collator = DataCollatorWithPadding(self.processing_class) if has_pad else default_data_collator

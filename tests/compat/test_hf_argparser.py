@@ -79,9 +79,9 @@ def test_transformers_fields_all_exist_and_the_ones_for_absent_features_say_so(t
     theirs = {f.name for f in dataclasses.fields(transformers.TrainingArguments) if f.init}
     ours = {f.name for f in dataclasses.fields(TrainingArguments) if f.init}
     assert theirs <= ours, sorted(theirs - ours)
-    with pytest.raises(ValueError, match=r"use_liger_kernel=True is not supported by trainforge: Liger kernels are "
-                                         r"not integrated; unset it"):
-        TrainingArguments(str(tmp_path), use_liger_kernel=True)
+    with pytest.raises(ValueError, match=r"eval_use_gather_object=True is not supported by trainforge: only tensor "
+                                         r"predictions are gathered across processes; unset it"):
+        TrainingArguments(str(tmp_path), eval_use_gather_object=True)
     with pytest.raises(ValueError, match=r"accelerator_config: \{'split_batches': True\} is not supported"):
         TrainingArguments(str(tmp_path), accelerator_config={"split_batches": True})
 

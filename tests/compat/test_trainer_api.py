@@ -325,3 +325,50 @@ def test_token_counts_and_rates_are_logged_with_transformers_keys(tmp_path):
                                     "train_runtime", "train_tokens_per_second", "step"], 2, 64)
     assert returned[trainforge] == returned[transformers]
     assert returned[trainforge][1][-2:] == ["epoch", "num_input_tokens_seen"]
+
+
+@pytest.mark.parametrize("values, layers", [
+    (dict(gradient_checkpointing=True), [True] * 4),
+    (dict(activation_checkpointing=True, activation_checkpointing_kwargs={"every_n_layers": 2}),
+     [True, False, True, False]),
+    (dict(activation_checkpointing=False, gradient_checkpointing=True), [False] * 4),  # the new name, set, wins
+    (dict(gradient_checkpointing=True, gradient_checkpointing_kwargs='{"every_n_layers": 3, "use_reentrant": false}'),
+     [True, False, False, True]),
+], ids=["old-name", "new-name-every-2", "new-name-wins", "old-kwargs-json"])
+def test_activation_checkpointing_names_and_layers_as_transformers(tmp_path, values, layers):
+    config = transformers.GPT2Config(n_layer=4, n_embd=16, n_head=2, vocab_size=50, n_positions=16, resid_pdrop=0.0,
+                                     embd_pdrop=0.0, attn_pdrop=0.0)
+    data = [{"input_ids": torch.arange(i, i + 8) % 50, "labels": torch.arange(i, i + 8) % 50} for i in range(8)]
+    seen = {}
+    for lib in (transformers, trainforge):
+        common = dict(output_dir=str(tmp_path / lib.__name__), report_to="none", disable_tqdm=True, max_steps=2,
+                      per_device_train_batch_size=4, save_strategy="no", learning_rate=1e-3)
+        if lib is transformers:
+            common["use_cpu"] = True
+        args = lib.TrainingArguments(**common, **values)
+        torch.manual_seed(0)
+        run = lib.Trainer(transformers.GPT2LMHeadModel(config), args, train_dataset=data)
+        loss = run.train().training_loss
+        seen[lib] = (args.gradient_checkpointing, args.activation_checkpointing, args.activation_checkpointing_kwargs,
+                     [block.gradient_checkpointing for block in run.model.transformer.h])
+        seen[lib, "loss"] = loss
+    assert seen[trainforge] == seen[transformers]
+    assert seen[trainforge][3] == layers
+    # transformers normalizes a causal LM's update by the unshifted label count (docs/compat.md): 7 of 8 targets
+    assert seen[trainforge, "loss"] == pytest.approx(seen[transformers, "loss"] * 8 / 7, rel=1e-5)
+
+
+def test_activation_checkpointing_errors_name_the_fix(tmp_path):
+    with pytest.raises(ValueError, match=r"gradient_checkpointing=True needs a model with activation_checkpointing_"
+                                         r"enable\(\) or gradient_checkpointing_enable\(\) \(a transformers model\); "
+                                         r"RegressionModel has neither"):  # transformers' name: the same check
+        Trainer(RegressionModel(), regression_args(tmp_path, activation_checkpointing=True))
+    with pytest.raises(ValueError, match=r"fsdp_config\['activation_checkpointing'\] and gradient_checkpointing "
+                                         r"\(activation_checkpointing\) are both set"):
+        regression_args(tmp_path, fsdp="full_shard", fsdp_config={"activation_checkpointing": True},
+                        gradient_checkpointing=True)
+    from integrations.fsdp import recompute_units
+
+    with pytest.raises(ValueError, match=r"has none besides the root: name them with fsdp_config\["
+                                         r"'transformer_layer_cls_to_wrap'\]"):
+        recompute_units([])

@@ -24,6 +24,7 @@ from tests.fixtures import RegressionDataset  # noqa: E402
 from trainer import Trainer, TrainerCallback, TrainingArguments  # noqa: E402
 
 WIDTH = 16
+GRAD_FORWARDS = [0]  # forwards of the hidden layer with autograd on: training ones, and their recompute in backward
 
 
 class WideRegression(nn.Module):
@@ -38,6 +39,17 @@ class WideRegression(nn.Module):
     def forward(self, input_x, labels=None):
         y = self.net(input_x.unsqueeze(-1)).squeeze(-1)
         return {"loss": nn.functional.mse_loss(y, labels), "logits": y}
+
+
+def counted_regression():
+    model = WideRegression()
+
+    def count(module, inputs, output):
+        if torch.is_grad_enabled():
+            GRAD_FORWARDS[0] += 1
+
+    model.net[3].register_forward_hook(count)
+    return model
 
 
 class StopAt(TrainerCallback):
@@ -71,7 +83,7 @@ def lora_regression():
     return peft.get_peft_model(model, peft.LoraConfig(r=4, target_modules=["net.3"], lora_dropout=0.1))
 
 
-def engine_arguments(engine: str, ds_config: str | None, fsdp_state: str) -> dict:
+def engine_arguments(engine: str, ds_config: str | None, fsdp_state: str, fsdp_recompute: bool = False) -> dict:
     if engine == "deepspeed":
         return {"deepspeed": ds_config}
     if engine == "fairscale":
@@ -79,7 +91,8 @@ def engine_arguments(engine: str, ds_config: str | None, fsdp_state: str) -> dic
     if engine == "fairscale_fsdp":  # CUDA only
         return {"sharded_ddp": "zero_dp_3"}
     if engine == "fsdp":
-        return {"fsdp": "full_shard", "fsdp_config": {"min_num_params": 100, "state_dict_type": fsdp_state}}
+        return {"fsdp": "full_shard", "fsdp_config": {"min_num_params": 100, "state_dict_type": fsdp_state,
+                                                      "activation_checkpointing": fsdp_recompute}}
     return {}
 
 
@@ -90,6 +103,7 @@ def main() -> None:
     parser.add_argument("--engine", choices=["ddp", "deepspeed", "fairscale", "fairscale_fsdp", "fsdp"], default="ddp")
     parser.add_argument("--ds_config", default=None)
     parser.add_argument("--fsdp_state", default="full")
+    parser.add_argument("--fsdp_recompute", action="store_true", help="fsdp_config['activation_checkpointing']")
     parser.add_argument("--mode", choices=["straight", "cut", "resume"], default="straight")
     parser.add_argument("--stop_at", type=int, default=None)
     parser.add_argument("--max_steps", type=int, default=12)
@@ -109,9 +123,9 @@ def main() -> None:
         output_dir=opts.output_dir, max_steps=opts.max_steps, per_device_train_batch_size=opts.batch,
         gradient_accumulation_steps=opts.accum, learning_rate=0.01, warmup_steps=opts.warmup_steps,
         weight_decay=0.01, save_strategy="no", logging_steps=1, disable_tqdm=True, seed=7, report_to="none",
-        **engine_arguments(opts.engine, opts.ds_config, opts.fsdp_state),
+        **engine_arguments(opts.engine, opts.ds_config, opts.fsdp_state, opts.fsdp_recompute),
     )
-    trainer = Trainer(model_init=lora_regression if opts.lora else WideRegression, args=args, train_dataset=RegressionDataset(96),
+    trainer = Trainer(model_init=lora_regression if opts.lora else counted_regression, args=args, train_dataset=RegressionDataset(96),
                       callbacks=[StopAt(opts.stop_at if opts.mode == "cut" else None)])
     trainer.train(resume_from_checkpoint=True if opts.mode == "resume" else None)
     # 37 samples in batches of 8 over 2 processes: one rank's last batch is partly padding, so it runs an
@@ -121,7 +135,8 @@ def main() -> None:
         os.makedirs(opts.output_dir, exist_ok=True)
         with open(os.path.join(opts.output_dir, f"history-{opts.mode}.json"), "w") as f:
             json.dump({"log_history": trainer.state.log_history, "world_size": args.world_size,
-                       "strategy": trainer.runtime.strategy.name, "eval_loss": eval_loss}, f)
+                       "strategy": trainer.runtime.strategy.name, "eval_loss": eval_loss,
+                       "grad_forwards": GRAD_FORWARDS[0]}, f)
     if opts.final and opts.mode != "cut":
         trainer.save_model(opts.final)
 

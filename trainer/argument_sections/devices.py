@@ -77,17 +77,20 @@ class DeviceArguments:
     )
     activation_checkpointing: bool | None = field(
         default=None,
-        metadata=_help("transformers' activation checkpointing for FSDP: not supported yet; use "
-                       "gradient_checkpointing=True, which recomputes activations under every engine."),
+        metadata=_help("transformers 5's name of gradient_checkpointing: set (not None) it wins, then both hold the "
+                       "same value. Under FSDP, fsdp_config={'activation_checkpointing': True} recomputes each "
+                       "sharded unit without a second all-gather instead."),
     )
     activation_checkpointing_kwargs: dict | str | None = field(
-        default=None, metadata=_help("Keyword arguments of activation_checkpointing (not supported yet).")
+        default=None, metadata=_help("transformers 5's name of gradient_checkpointing_kwargs (the same rule).")
     )
     use_liger_kernel: bool = field(
-        default=False, metadata=_help("Liger kernels (Triton, CUDA only): not integrated; setting it is refused.")
+        default=False, metadata=_help("Patch Liger's Triton kernels into a transformers model at train() (CUDA GPUs "
+                                      "only; refused without one). Needs pip install liger-kernel.")
     )
-    liger_kernel_config: dict | None = field(
-        default=None, metadata=_help("Options of the Liger kernels (not integrated; setting it is refused).")
+    liger_kernel_config: dict | str | None = field(
+        default=None, metadata=_help("Options of the Liger kernels, e.g. {'rope': True, 'fused_linear_cross_entropy': "
+                                     "True} (a dict or a JSON object string).")
     )
     eval_use_gather_object: bool = field(
         default=False,

@@ -65,10 +65,13 @@ class OptimizationArguments:
         default=None, metadata=_help("Extra optimizer keyword arguments as 'key=value,key2=value2'.")
     )
     gradient_checkpointing: bool = field(
-        default=False, metadata=_help("Recompute activations in backward to save memory (model must support it).")
+        default=False, metadata=_help("Recompute activations in backward to save memory: the model's own "
+                                      "activation_checkpointing_enable() (a transformers model).")
     )
     gradient_checkpointing_kwargs: dict | str | None = field(
-        default=None, metadata=_help("Keyword arguments of model.gradient_checkpointing_enable().")
+        default=None, metadata=_help("Keyword arguments of torch.utils.checkpoint (default use_reentrant=False), "
+                                     "plus transformers' every_n_layers (checkpoint every n-th layer) and offload "
+                                     "(keep the saved activations in host memory).")
     )
     torch_compile: bool = field(default=False, metadata=_help("Compile the model with torch.compile."))
     torch_compile_backend: str | None = field(

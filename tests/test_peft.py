@@ -172,3 +172,74 @@ def test_a_search_over_a_lora_model_builds_a_fresh_adapter_per_trial(tmp_path):
     # each trial trained a fresh adapter of its own (B starts at zero; the learning rates differ)
     assert not torch.equal(first[key], initial[key]) and not torch.equal(first[key], second[key])
     assert os.path.isfile(tmp_path / f"run-{best.run_id}" / "checkpoint-3" / "adapter_model.safetensors")
+
+
+def saved_tiny_gpt2(path) -> str:
+    """A small GPT-2 on disk, 64 wide (bitsandbytes' CPU 4-bit kernels fail on a 32-wide one)."""
+    torch.manual_seed(0)
+    transformers.GPT2LMHeadModel(transformers.GPT2Config(n_layer=2, n_embd=64, n_head=2, vocab_size=64,
+                                                         n_positions=32)).save_pretrained(path)
+    return str(path)
+
+
+def qlora_gpt2(path, bits: int):
+    """The GPT-2 loaded back quantized by bitsandbytes (4-bit NF4 or 8-bit) with LoRA on top: QLoRA."""
+    pytest.importorskip("bitsandbytes")
+    if bits == 4:
+        quantization = transformers.BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
+                                                       bnb_4bit_compute_dtype=torch.float32)
+    else:
+        quantization = transformers.BitsAndBytesConfig(load_in_8bit=True)
+    base = transformers.GPT2LMHeadModel.from_pretrained(path, quantization_config=quantization)
+    base = peft.prepare_model_for_kbit_training(base, use_gradient_checkpointing=False)
+    torch.manual_seed(0)
+    return peft.get_peft_model(base, peft.LoraConfig(r=4, target_modules=["c_attn"], lora_dropout=0.1,
+                                                     fan_in_fan_out=True, task_type="CAUSAL_LM"))
+
+
+@pytest.mark.parametrize("bits", [4, 8])
+def test_qlora_on_a_bitsandbytes_base_trains_and_resumes_bit_exactly(tmp_path, bits):
+    path = saved_tiny_gpt2(tmp_path / "base")
+    # evaluated before and during training (bitsandbytes repacks a 4-bit weight at an evaluation on the CPU)
+    straight = Trainer(qlora_gpt2(path, bits), lora_args(tmp_path / "straight", max_steps=6, eval_strategy="steps",
+                                                         eval_steps=3),
+                       train_dataset=token_data(), eval_dataset=token_data()[:8])
+    assert type(straight.model.base_model.model.transformer.h[0].mlp.c_fc).__name__.startswith(f"Linear{bits}bit")
+    before = straight.evaluate()["eval_loss"]
+    straight.train()
+    assert straight.evaluate()["eval_loss"] < before
+    cut = Trainer(qlora_gpt2(path, bits), lora_args(tmp_path / "cut", max_steps=6, save_strategy="steps",
+                                                    save_steps=3), train_dataset=token_data(), callbacks=[StopAt(3)])
+    cut.train()
+    files = set(os.listdir(tmp_path / "cut" / "checkpoint-3"))
+    assert "adapter_model.safetensors" in files and not any(f.startswith("model") for f in files)
+    resumed = Trainer(qlora_gpt2(path, bits), lora_args(tmp_path / "cut", max_steps=6), train_dataset=token_data())
+    resumed.train(resume_from_checkpoint=str(tmp_path / "cut" / "checkpoint-3"))
+    expected, got = adapter_state(straight.model), adapter_state(resumed.model)
+    assert sorted(got) == sorted(expected) and all(torch.equal(got[k], expected[k]) for k in expected)
+
+
+def test_a_quantized_model_without_adapters_is_refused_before_training(tmp_path):
+    pytest.importorskip("bitsandbytes")
+    path = saved_tiny_gpt2(tmp_path / "base")
+    quantized = transformers.GPT2LMHeadModel.from_pretrained(
+        path, quantization_config=transformers.BitsAndBytesConfig(load_in_8bit=True))
+    trainer = Trainer(quantized, lora_args(tmp_path / "out"), train_dataset=token_data())
+    with pytest.raises(ValueError, match=r"GPT2LMHeadModel is quantized \(bitsandbytes\) and has no adapter: its "
+                                         r"quantized weights cannot be trained. Attach LoRA adapters first \(QLoRA\)"):
+        trainer.train()
+    assert not os.path.exists(tmp_path / "out" / "checkpoint-10")
+
+
+def test_a_4bit_weight_repacked_by_an_inference_forward_before_the_trainer_still_trains(tmp_path):
+    model = qlora_gpt2(saved_tiny_gpt2(tmp_path / "base"), 4)
+    layer = model.base_model.model.transformer.h[0].mlp.c_fc
+    model.eval()
+    with torch.no_grad():
+        model(input_ids=torch.arange(8)[None])
+    if not getattr(layer.weight.quant_state, "packing_format_for_cpu", False):
+        pytest.skip("bitsandbytes repacks 4-bit weights for inference only on CPUs with AVX512-BF16")
+    trainer = Trainer(model, lora_args(tmp_path / "out", max_steps=2), train_dataset=token_data())
+    assert not layer.weight.quant_state.packing_format_for_cpu  # back in the layout that trains
+    trainer.train()  # transformers' Trainer fails here: "a view of a leaf Variable ... in-place operation"
+    assert trainer.state.global_step == 2 and not layer.support_avx512bf16_for_cpu

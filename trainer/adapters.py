@@ -50,3 +50,22 @@ def load_adapters(model, directory: str) -> None:
         if unexpected:
             raise ValueError(f"the adapter weights in {path} do not fit adapter {name!r} of {type(model).__name__}: "
                              f"unexpected keys {sorted(unexpected)}")
+
+
+def keep_quantized_weights_trainable(model) -> None:
+    """bitsandbytes (0.50) repacks a 4-bit weight for CPU inference at its first evaluation forward (rounding its
+    scales to bfloat16) and cannot train it afterwards: the next training forward fails in place (transformers'
+    Trainer fails there too). The Trainer keeps its evaluations from repacking (called when it is given the model);
+    a weight repacked before that is unpacked (its scales stay rounded)."""
+    if not getattr(model, "is_quantized", False):  # a PEFT model answers for its base
+        return
+    for module in model.modules():
+        if not getattr(module, "support_avx512bf16_for_cpu", False):
+            continue
+        module.support_avx512bf16_for_cpu = False
+        weight = module.weight
+        state = getattr(weight, "quant_state", None)
+        if state is not None and getattr(state, "packing_format_for_cpu", False):
+            from bitsandbytes.nn.modules import _convert_weight_packed_for_cpu_inverse
+
+            weight.data, weight.quant_state = _convert_weight_packed_for_cpu_inverse(weight.data, state)

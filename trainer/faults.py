@@ -84,6 +84,26 @@ def check_trainable(model) -> None:
             f"{name} has no trainable parameter: all {len(parameters)} have requires_grad=False (frozen); unfreeze "
             "those to train (param.requires_grad_(True)) or add an adapter (peft.get_peft_model(model, config))"
         )
+    check_quantized(model)
+
+
+def check_quantized(model) -> None:
+    """A quantized model (bitsandbytes 4/8-bit...) trains through adapters only (QLoRA), as in transformers."""
+    quantizer = getattr(model, "hf_quantizer", None)
+    if not getattr(model, "is_quantized", False) or quantizer is None:
+        return
+    method = getattr(quantizer.quantization_config, "quant_method", "quantized")
+    method = getattr(method, "value", method)
+    has_adapter = hasattr(model, "peft_config") or getattr(model, "_hf_peft_config_loaded", False)
+    if not has_adapter and not getattr(quantizer, "is_qat_trainable", False):
+        raise ValueError(
+            f"{type(model).__name__} is quantized ({method}) and has no adapter: its quantized weights cannot be "
+            "trained. Attach LoRA adapters first (QLoRA): model = peft.get_peft_model(peft.prepare_model_for_kbit_"
+            "training(model), peft.LoraConfig(...))"
+        )
+    if not getattr(quantizer, "is_trainable", True):
+        raise ValueError(f"{type(model).__name__} is quantized with {method}, which transformers cannot train "
+                         "through (not even with adapters): load it with bitsandbytes (BitsAndBytesConfig) instead")
 
 
 def bad_loss_error(loss, inputs, label_names: list[str]) -> Exception:

@@ -21,6 +21,7 @@ from callbacks import TrainerControl, TrainerState
 
 from . import checkpoint as ckpt
 from . import neftune
+from .adapters import keep_quantized_weights_trainable
 from .arguments import resolve_steps
 from .checkpoint import list_checkpoints, restore_rng_state
 from .checkpointing import loop_parts
@@ -511,6 +512,7 @@ def run_training(trainer: Trainer, batch_size: int) -> TrainOutput:
     config = getattr(trainer.model, "config", None)
     if config is not None and hasattr(config, "use_cache"):  # as transformers does: no key-value cache in training
         config.use_cache = args.use_cache
+    keep_quantized_weights_trainable(trainer.model)
     if args.use_liger_kernel:
         apply_liger_kernel(trainer.model, args.liger_kernel_config)
     if args.gradient_checkpointing:

@@ -28,6 +28,7 @@ from callbacks import (
 from integrations.reporting import default_callbacks
 
 from . import checkpoint as ckpt
+from .adapters import keep_quantized_weights_trainable
 from .arguments import TrainingArguments
 from .async_save import CheckpointWriter
 from .checkpointing import Checkpointer, trainer_parts
@@ -135,6 +136,7 @@ class Trainer(LossComputation, TrainerApi):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
         self.model = model
         self.model_wrapped = model
+        keep_quantized_weights_trainable(model)
         if args.gradient_checkpointing:
             check_activation_checkpointing(model)  # here, not at train()
         check_liger_kernel(args)

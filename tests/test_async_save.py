@@ -158,6 +158,39 @@ def test_host_copy_shares_nothing_but_keeps_tied_tensors_tied():
     assert not torch.equal(copied["embed"], weight)
     copied["groups"][0]["lr"] = 0.5
     assert state["groups"][0]["lr"] == 0.1
+    # with staging buffers, the next copy goes into the same memory (no allocation), tied tensors still one
+    staging = {}
+    first = host_copy(state, staging, ("shared",))
+    weight.mul_(2)
+    second = host_copy(state, staging, ("shared",))
+    assert second["embed"] is second["head"] and second["embed"].data_ptr() == first["embed"].data_ptr()
+    assert torch.equal(second["embed"], weight) and second["embed"].data_ptr() != weight.data_ptr()
+    assert host_copy({"embed": torch.zeros(4)}, staging, ("shared",))["embed"].shape == (4,)  # a new shape: new
+
+
+def test_an_async_run_reuses_its_host_buffers_and_each_checkpoint_holds_its_own_step(tmp_path):
+    trainer = regression_trainer(tmp_path, save_strategy="steps", save_steps=4, max_steps=8, save_async=True)
+    seen = []
+    real = host_copy
+
+    def recording(obj, staging=None, where=(), _memo=None):
+        out = real(obj, staging, where, _memo)
+        if where == ("model",):
+            seen.append({k: (v.data_ptr(), v.clone()) for k, v in out.items()})
+        return out
+
+    import trainer.async_save as async_save
+
+    async_save.host_copy = recording
+    try:
+        trainer.train()
+    finally:
+        async_save.host_copy = real
+    assert len(seen) == 2 and [p for p, _ in seen[0].values()] == [p for p, _ in seen[1].values()]
+    for step, copies in zip((4, 8), seen):
+        saved = load_file(str(tmp_path / "out" / f"checkpoint-{step}" / "model.safetensors"))
+        assert all(torch.equal(saved[k], value) for k, (_, value) in copies.items())
+    assert not all(torch.equal(seen[0][k][1], seen[1][k][1]) for k in seen[0])  # two different states
 
 
 def test_save_async_is_refused_with_a_sharding_engine(tmp_path):

@@ -12,6 +12,9 @@ training resumes while the files are written. The guarantees of a blocking save 
   before the interpreter exits, and a failed write is raised at the next wait with the path.
 
 What is written is the state at the save's step, since the copies are taken before training moves on.
+The host buffers are kept from one save to the next (``CheckpointWriter.staging``; pinned when the state is on a
+GPU): after the first save, a copy is a memcpy into memory already mapped, with no allocation and no page faults
+(a 100M-parameter model's weights and Adam state: 1.2 GB held between saves).
 """
 
 from __future__ import annotations
@@ -23,10 +26,13 @@ from collections.abc import Callable
 import torch
 
 
-def host_copy(obj, _memo: dict | None = None):
+def host_copy(obj, staging: dict | None = None, where: tuple = (), _memo: dict | None = None):
     """A copy of ``obj`` whose tensors are on the CPU and share no memory with the originals.
 
-    Tensors that are the same view of the same memory (tied weights) stay one tensor in the copy.
+    Tensors that are the same view of the same memory (tied weights) stay one tensor in the copy. With
+    ``staging`` (a dict kept between calls), each tensor is copied into the buffer its place in ``obj`` had the
+    last time (``where`` names ``obj``'s place), when shape and dtype still match; the caller makes sure nothing
+    still reads the previous copy.
     """
     memo = {} if _memo is None else _memo
     if isinstance(obj, torch.Tensor):
@@ -34,23 +40,40 @@ def host_copy(obj, _memo: dict | None = None):
         key = (t.device, t.data_ptr(), t.dtype, tuple(t.shape), t.stride())
         if t.numel() and key in memo:
             return memo[key]
-        out = t.clone() if t.device.type == "cpu" else t.to("cpu", copy=True)
+        out = _staged_copy(t, staging, where)
         memo[key] = out
         return out
     if isinstance(obj, dict):
-        items = [(k, host_copy(v, memo)) for k, v in obj.items()]
+        items = [(k, host_copy(v, staging, (*where, _place(k)), memo)) for k, v in obj.items()]
         return dict(items) if type(obj) is dict else type(obj)(items)
     if isinstance(obj, list):
-        return [host_copy(v, memo) for v in obj]
+        return [host_copy(v, staging, (*where, i), memo) for i, v in enumerate(obj)]
     if isinstance(obj, tuple) and not hasattr(obj, "_fields"):
-        return tuple(host_copy(v, memo) for v in obj)
+        return tuple(host_copy(v, staging, (*where, i), memo) for i, v in enumerate(obj))
     return copy.deepcopy(obj)
+
+
+def _place(key) -> str | int:
+    """A dict key as a stable name: checkpoint parts are keyed by their file."""
+    return key if isinstance(key, (str, int)) else str(getattr(key, "file", key))
+
+
+def _staged_copy(t: torch.Tensor, staging: dict | None, where: tuple) -> torch.Tensor:
+    if staging is None:
+        return t.clone() if t.device.type == "cpu" else t.to("cpu", copy=True)
+    buffer = staging.get(where)
+    if buffer is None or buffer.shape != t.shape or buffer.dtype != t.dtype:
+        buffer = torch.empty(t.shape, dtype=t.dtype, pin_memory=t.device.type == "cuda")
+        staging[where] = buffer
+    buffer.copy_(t)
+    return buffer
 
 
 class CheckpointWriter:
     """One background thread, one checkpoint at a time."""
 
     def __init__(self):
+        self.staging: dict = {}  # the host buffers of the last save's copies, reused by the next (host_copy)
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
         self._path: str | None = None

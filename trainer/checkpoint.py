@@ -238,6 +238,21 @@ def numpy_array_globals() -> list:
     return [core.multiarray._reconstruct, np.ndarray, np.dtype, *dtypes]
 
 
+def torch_save(state, path: str) -> None:
+    """``torch.save`` without the zip archive's CRC32 of every record (torch >= 2.6 can leave it out): computing it
+    costs more than writing the bytes (800 MB of Adam state: 0.2 s without, 0.7 to 2 s with), and a checkpoint is
+    protected otherwise: every file fsynced before the folder is renamed into place, a truncated file refused."""
+    try:
+        from torch.utils.serialization import config
+    except ImportError:  # torch < 2.6
+        config = None
+    if config is None or not hasattr(getattr(config, "save", None), "compute_crc32"):
+        torch.save(state, path)
+        return
+    with config.patch({"save.compute_crc32": False}):
+        torch.save(state, path)
+
+
 def safe_torch_load(path: str, what: str, allowed: list | tuple = ()):
     """``torch.load(weights_only=True)``: tensors and plain containers only, never arbitrary objects; ``allowed``
     lists the classes (and functions) that may be rebuilt besides: the numpy array reconstructor of a

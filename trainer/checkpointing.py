@@ -74,9 +74,7 @@ class Part:
         if self.json:
             ckpt.write_json(path, state)
         else:
-            import torch
-
-            torch.save(state, path)
+            ckpt.torch_save(state, path)
 
     def read(self, path: str) -> Any:
         if self.json:
@@ -159,8 +157,10 @@ class Checkpointer:
             if args.save_async:  # copies of this step's state; training goes on while they are written
                 from .async_save import host_copy
 
-                model_state = host_copy(model_state if model_state is not None else model.state_dict())
-                shared = host_copy(shared)
+                staging = trainer.checkpoint_writer.staging  # the last save's buffers (it is written: waited above)
+                model_state = host_copy(model_state if model_state is not None else model.state_dict(), staging,
+                                        ("model",))
+                shared = host_copy(shared, staging, ("shared",))
             files = MainFiles(model=model, model_state=model_state, weights=strategy.writes_weights_file(),
                               states=shared, processing_class=trainer.processing_class, args=args)
             if not args.save_async:

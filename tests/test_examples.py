@@ -28,11 +28,17 @@ def test_benchmark_entry_point_runs_every_section_in_quick_mode():
     assert proc.returncode == 0, proc.stderr[-3000:]
     rows = [line for line in proc.stdout.splitlines() if line.startswith("| ") and "---" not in line][1:]
     names = [row.split(" | ")[0] for row in rows]
-    assert len(rows) == 11, proc.stdout  # 6 throughput cases, import, save, load, async stall, resume
+    # 6 throughput cases, import, 2 start-up rows (quickstart), 6 evaluate() rows, save, load, async stall,
+    # resume, 2 CLI rows
+    assert len(rows) == 21, proc.stdout
     assert names[0].startswith("| steps/s, mlp, batch 32") and names[6].startswith("| import time")
-    assert any(n.startswith("| save_async stall") for n in names) and names[-1].startswith("| resume to first step")
+    assert names[7].startswith("| start-up, python script.py to step 1, quickstart")
+    assert sum(n.startswith("| evaluate() samples/s") for n in names) == 6
+    assert any(n.startswith("| save_async stall") for n in names) and names[-3].startswith("| resume to first step")
+    assert names[-2:] == ["| trainforge env", "| trainforge --help"]
     hf_installed = importlib.util.find_spec("transformers") is not None
     assert all(("x raw" in row.split(" | ")[2]) == hf_installed for row in rows[:6])  # the HF Trainer column
+    assert all((" s" in row.split(" | ")[2]) == hf_installed for row in rows[7:9])  # start-up: HF's seconds
 
 
 def test_eval_memory_benchmark_runs():

@@ -84,9 +84,9 @@ def raw_eval(model, dataset) -> float:
 
 def _trainer_eval(lib: str, model, dataset, **extra) -> float:
     if lib == "trainforge":
-        from trainer import Trainer, TrainingArguments
+        from trainer import PrinterCallback, Trainer, TrainingArguments
     else:
-        from transformers import Trainer, TrainingArguments
+        from transformers import PrinterCallback, Trainer, TrainingArguments
 
         extra["use_cpu"] = True
     with tempfile.TemporaryDirectory() as out:
@@ -94,7 +94,7 @@ def _trainer_eval(lib: str, model, dataset, **extra) -> float:
                                  **{k: v for k, v in extra.items() if k != "preprocess_logits_for_metrics"})
         trainer = Trainer(model=model, args=args, eval_dataset=dataset, compute_metrics=accuracy,
                           preprocess_logits_for_metrics=extra.get("preprocess_logits_for_metrics"))
-        trainer.remove_callback(trainer.callback_handler.callbacks[-1].__class__)  # the printer: no log lines
+        trainer.remove_callback(PrinterCallback)  # no log lines
         start = time.perf_counter()
         metrics = trainer.evaluate()
         elapsed = time.perf_counter() - start

@@ -373,8 +373,8 @@ def test_tokens_per_second_is_this_train_calls_tokens_over_its_runtime(tmp_path,
     import trainer.speed_memory as speed_module
 
     # a stopped clock: every train() starts at 100 s and every rate is read at 102 s, so each rate is tokens / 2
-    monkeypatch.setattr(loops_module, "time", types.SimpleNamespace(perf_counter=lambda: 100.0))
-    monkeypatch.setattr(speed_module, "time", types.SimpleNamespace(perf_counter=lambda: 102.0))
+    monkeypatch.setattr(loops_module, "time", types.SimpleNamespace(time=lambda: 100.0))
+    monkeypatch.setattr(speed_module, "time", types.SimpleNamespace(time=lambda: 102.0))
     data = [{"input_ids": torch.ones(6, dtype=torch.long), "attention_mask": torch.ones(6), "labels": torch.tensor(1.0)}
             for _ in range(24)]  # 48 tokens a step
     args = regression_args(tmp_path, include_tokens_per_second=True, max_steps=6, logging_steps=2,
@@ -394,6 +394,22 @@ def test_tokens_per_second_is_this_train_calls_tokens_over_its_runtime(tmp_path,
     plain = Trainer(TokenModel(), regression_args(tmp_path, include_num_input_tokens_seen=True, max_steps=2),
                     train_dataset=data)
     assert "train_tokens_per_second" not in plain.train().metrics  # train()'s metrics have it only when asked
+
+
+def test_log_gets_the_train_start_as_a_wall_clock_time_as_in_transformers(tmp_path):
+    import time
+
+    elapsed = []
+
+    class Timed(Trainer):
+        def log(self, logs, start_time=None):
+            if start_time is not None:  # a transformers habit: time.time() - start_time
+                elapsed.append(time.time() - start_time)
+            super().log(logs, start_time)
+
+    Timed(RegressionModel(), regression_args(tmp_path, max_steps=4, logging_steps=2),
+          train_dataset=RegressionDataset(32)).train()
+    assert len(elapsed) == 2 and all(0 <= seconds < 60 for seconds in elapsed)
 
 
 def test_num_input_tokens_seen_needs_the_main_input(tmp_path):

@@ -128,7 +128,7 @@ class TrainingLoop:
         self.window = LossWindow(self.args.logging_nan_inf_filter, trainer.runtime.device)
         self.last_logged_step: int | None = None  # None: the step the run starts at
         self.dataloader = None
-        self.start_time: float | None = None  # when run() began (perf_counter): the logs' train_runtime
+        self.start_time: float | None = None  # when run() began (time.time(), as transformers passes it to log())
         # set by a restore, used when the first epoch opens
         self.resume_path: str | None = None
         self.complete = False  # the checkpoint resumed from ends the run: no step is taken
@@ -232,7 +232,7 @@ class TrainingLoop:
         self.preempted = False
         first_epoch, update = self.start_position()
         start_step = state.global_step
-        self.start_time = start_time = time.perf_counter()
+        self.start_time = start_time = time.time()
         trainer._initial_num_input_tokens_seen = state.num_input_tokens_seen  # after a restore: this call's tokens
 
         fire("on_train_begin")

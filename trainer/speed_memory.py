@@ -24,7 +24,7 @@ import time
 
 def speed_metrics(split: str, start_time: float, num_samples: int | None = None, num_steps: int | None = None,
                   num_tokens: int | None = None) -> dict:
-    runtime = time.perf_counter() - start_time
+    runtime = time.time() - start_time  # start_time from time.time(), as transformers' speed_metrics takes it
     out = {f"{split}_runtime": round(runtime, 4)}
     if runtime > 0:
         for unit, count in (("samples", num_samples), ("steps", num_steps), ("tokens", num_tokens)):

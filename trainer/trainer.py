@@ -544,7 +544,7 @@ class Trainer(LossComputation, TrainerApi):
         the caller ends."""
         if not self.is_in_train:
             self._memory_tracker.start()
-        start = time.perf_counter()
+        start = time.time()
         output = self.evaluation_loop(dataloader, description, None, ignore_keys, prefix)
         metrics = dict(output.metrics)
         batches = len(dataloader) if has_length(dataloader) else None

@@ -237,17 +237,6 @@ def test_resume_weights_only_continues_a_save_only_model_checkpoint(tmp_path):
     assert resumed.lr_scheduler.get_last_lr() == straight.lr_scheduler.get_last_lr()  # the schedule went on
 
 
-@pytest.fixture
-def restore_determinism(monkeypatch):
-    """full_determinism changes process-wide settings: undo them for the tests that follow."""
-    for name in ("CUBLAS_WORKSPACE_CONFIG", "CUDA_LAUNCH_BLOCKING"):
-        monkeypatch.setenv(name, os.environ.get(name, ""))  # restored (or removed) at teardown
-        monkeypatch.delenv(name)
-    yield
-    torch.use_deterministic_algorithms(False)
-    torch.backends.cudnn.deterministic = False
-
-
 def test_full_determinism_gives_bitwise_equal_weights(tmp_path, restore_determinism):
     class Noisy(RegressionDataset):
         """Random augmentation drawn in the dataloader workers."""

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-import math
 import re
 
 from torch import nn
@@ -113,9 +112,7 @@ def external_optimizer_class_and_kwargs(name: str, args, extra: dict) -> tuple[t
         import schedulefree
 
         total = args.max_steps if args.max_steps > 0 else 0  # a ratio needs the run's length, known with max_steps
-        warmup = int(args.warmup_steps) if args.warmup_steps >= 1 else math.ceil(
-            total * (args.warmup_steps or args.warmup_ratio))
-        common = {**lr, "warmup_steps": warmup}
+        common = {**lr, "warmup_steps": args.get_warmup_steps(total)}
         if name == "schedule_free_sgd":
             return schedulefree.SGDScheduleFree, {**common, **extra}
         cls = schedulefree.AdamWScheduleFree if name == "schedule_free_adamw" else schedulefree.RAdamScheduleFree

@@ -137,7 +137,7 @@ class TrainingLoop:
 
     @property
     def counts_tokens(self) -> bool:
-        return self.args.include_num_input_tokens_seen not in (False, "no")
+        return counts_input_tokens(self.args)
 
     # -- sizes ----------------------------------------------------------------------------
     def plan(self, dataloader) -> None:
@@ -464,6 +464,11 @@ class TrainingLoop:
         logs["learning_rate"] = float(self.step_lr) if self.step_lr is not None else trainer.current_learning_rate()
         self.last_logged_step = state.global_step
         trainer.log(logs, self.start_time)  # with tokens counted: num_input_tokens_seen, train_tokens_per_second
+
+
+def counts_input_tokens(args) -> bool:
+    """Whether the run counts its input tokens (``include_num_input_tokens_seen`` on)."""
+    return args.include_num_input_tokens_seen not in (False, "no")
 
 
 def count_input_tokens(model, inputs, mode):

@@ -46,7 +46,7 @@ from .eval_loop import empty_dataset_message, evaluation_loop, prediction_step
 from .faults import check_trainable, explain_training_error
 from .kernels import check_liger_kernel
 from .label_smoothing import label_smoother_for
-from .loops import run_training
+from .loops import counts_input_tokens, run_training
 from .loss import LossComputation, accepts_kwarg
 from .metric_forms import metrics_form
 from .optim import create_optimizer, get_scheduler, num_warmup_steps, steps_on_metric
@@ -453,7 +453,7 @@ class Trainer(LossComputation, TrainerApi):
         """
         if self.state.epoch is not None:
             logs["epoch"] = self.state.epoch
-        if self.args.include_num_input_tokens_seen not in (False, "no"):
+        if counts_input_tokens(self.args):
             logs["num_input_tokens_seen"] = self.state.num_input_tokens_seen
             if start_time is not None:
                 tokens = self.state.num_input_tokens_seen - self._initial_num_input_tokens_seen

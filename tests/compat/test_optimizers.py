@@ -76,3 +76,11 @@ def test_schedule_free_trains_as_in_transformers_and_ends_on_the_average(tmp_pat
     assert any(not torch.equal(v, ours.model.state_dict()[k]) for k, v in averaged.items())
     for name, value in ours.model.state_dict().items():
         torch.testing.assert_close(value, theirs.model.state_dict()[name], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("warmup, expected", [(0.25, 3), (5, 5), (0, 0)], ids=["ratio", "steps", "none"])
+def test_schedule_free_warmup_follows_the_arguments_warmup_rule(tmp_path, warmup, expected):
+    trainer = sf_trainer(tmp_path, warmup_steps=warmup)
+    trainer.create_optimizer()
+    assert trainer.args.get_warmup_steps(12) == expected  # 0.25 of the 12 steps: ceil(3.0)
+    assert {group["warmup_steps"] for group in trainer.optimizer.param_groups} == {expected}
